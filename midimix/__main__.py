@@ -1,0 +1,5 @@
+import sys
+
+from midimix.cli import main
+
+sys.exit(main())

@@ -1,0 +1,272 @@
+"""The stage contract, shared by every stage that processes a collection of files.
+
+- outputs are written atomically (temporary file in the same folder, then `os.replace`);
+- a JSON-lines manifest holds one record per item: id, genre, source, input hash, parameters,
+  output, status and, for a failure, the reason in plain words;
+- `run_items` skips items whose output is up to date (same input hash, same parameters),
+  runs the rest in worker processes with a progress bar, keeps going past bad items and
+  returns a summary that says how many failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from midimix.errors import ItemError
+
+STATUS_OK = "ok"
+STATUS_EMPTY = "empty"  # processed, but nothing came out (silence, no notes): not a failure
+STATUS_FAILED = "failed"
+
+
+def sha256_file(path: Path, block_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """A short, stable hash of a stage's parameters (keys sorted, paths as strings)."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it over `final` only if the block succeeds.
+
+    The temporary name keeps the suffix (soundfile and friends pick the format from it) and
+    starts with '.', so a folder listing never mistakes it for a finished output."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.tmp{os.getpid()}{final.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+class Manifest:
+    """An append-only JSON-lines file; the last record of an id wins.
+
+    Appending one line per finished item (flushed at once) means a killed run loses at most
+    the items in flight; a torn last line is ignored when reading."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        if not self.path.exists():
+            return out
+        with open(self.path, encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a kill
+                if isinstance(record, dict) and "id" in record:
+                    out[str(record["id"])] = record
+        return out
+
+    def append(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, sort_keys=True, default=str)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+@dataclass
+class Item:
+    """One unit of work of a stage: an input file and where its output goes."""
+
+    id: str
+    genre: str
+    source: Path
+    output: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageSummary:
+    stage: str
+    done: int = 0  # processed now
+    skipped: int = 0  # already up to date
+    empty: int = 0  # processed, nothing came out
+    failed: int = 0
+    out_of_shard: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    records: list[dict[str, Any]] = field(default_factory=list)  # this run's new records
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def text(self) -> str:
+        parts = [f"{self.stage}: {self.done} done", f"{self.skipped} up to date"]
+        if self.empty:
+            parts.append(f"{self.empty} empty")
+        parts.append(f"{self.failed} failed")
+        lines = [", ".join(parts) + f" ({self.seconds:.1f} s)"]
+        lines += [f"  failed {item}: {reason}" for item, reason in self.failures[:20]]
+        if len(self.failures) > 20:
+            lines.append(f"  ... and {len(self.failures) - 20} more (see the manifest)")
+        return "\n".join(lines)
+
+
+def in_shard(item_id: str, shard: tuple[int, int]) -> bool:
+    """Stable assignment of items to shards by a hash of the id (independent of order)."""
+    k, n = shard
+    if n == 1:
+        return True
+    return int(hashlib.md5(item_id.encode()).hexdigest(), 16) % n == k
+
+
+# A process function takes an Item and returns the extra fields of its record; it raises
+# ItemError (or one of the stage's known loading errors) for a bad item.
+ProcessFn = Callable[[Item], dict[str, Any]]
+
+
+def _run_one(
+    fn: ProcessFn, item: Item, known_errors: tuple[type[BaseException], ...]
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    try:
+        fields = fn(item)
+        status = fields.pop("status", STATUS_OK)
+        record = {"status": status, **fields}
+    except (ItemError, *known_errors) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        record = {"status": STATUS_FAILED, "reason": reason}
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    return record
+
+
+def is_up_to_date(record: dict[str, Any] | None, input_hash: str, phash: str) -> bool:
+    if not record or record.get("status") == STATUS_FAILED:
+        return False
+    if record.get("input_sha256") != input_hash or record.get("params_hash") != phash:
+        return False
+    outputs = record.get("outputs") or ([record["output"]] if record.get("output") else [])
+    return all(Path(p).exists() for p in outputs)
+
+
+def run_items(
+    stage: str,
+    items: Iterable[Item],
+    fn: ProcessFn,
+    manifest: Manifest,
+    params: dict[str, Any],
+    *,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    known_errors: tuple[type[BaseException], ...] = (),
+    initializer: Callable[[], None] | None = None,
+    progress: bool = True,
+    hash_inputs: Callable[[Item], str] | None = None,
+) -> StageSummary:
+    """Run `fn` over the items that are in this shard and not up to date; record each."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    summary = StageSummary(stage)
+    phash = params_hash(params)
+    previous = manifest.records()
+    todo: list[tuple[Item, str]] = []
+    for item in items:
+        if not in_shard(item.id, shard):
+            summary.out_of_shard += 1
+            continue
+        try:
+            digest = hash_inputs(item) if hash_inputs else sha256_file(item.source)
+        except OSError as error:
+            digest = ""
+            record = _base_record(item, digest, phash, params)
+            record.update(status=STATUS_FAILED, reason=f"cannot read input: {error.strerror}")
+            _finish(summary, manifest, record)
+            continue
+        if is_up_to_date(previous.get(item.id), digest, phash):
+            summary.skipped += 1
+            continue
+        todo.append((item, digest))
+
+    bar = tqdm(total=len(todo), desc=stage, unit="item", disable=not progress, file=sys.stderr)
+    if workers <= 1 or len(todo) <= 1:
+        if initializer:
+            initializer()
+        for item, digest in todo:
+            record = _base_record(item, digest, phash, params)
+            record.update(_run_one(fn, item, known_errors))
+            _finish(summary, manifest, record)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers, initializer=initializer) as pool:
+            futures = {pool.submit(_run_one, fn, item, known_errors): (item, d) for item, d in todo}
+            for future in as_completed(futures):
+                item, digest = futures[future]
+                record = _base_record(item, digest, phash, params)
+                record.update(future.result())
+                _finish(summary, manifest, record)
+                bar.update()
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _base_record(item: Item, digest: str, phash: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "genre": item.genre,
+        "source": str(item.source),
+        "input_sha256": digest,
+        "params_hash": phash,
+        "params": params,
+        "output": str(item.output),
+        **item.extra,
+    }
+
+
+def _finish(summary: StageSummary, manifest: Manifest, record: dict[str, Any]) -> None:
+    manifest.append(record)
+    summary.records.append(record)
+    if record["status"] == STATUS_FAILED:
+        summary.failed += 1
+        summary.failures.append((record["id"], record.get("reason", "unknown")))
+    elif record["status"] == STATUS_EMPTY:
+        summary.empty += 1
+        summary.done += 1
+    else:
+        summary.done += 1
