@@ -61,11 +61,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -164,11 +163,12 @@ def _run_one(
     fn: ProcessFn, item: Item, known_errors: tuple[type[BaseException], ...]
 ) -> dict[str, Any]:
     start = time.perf_counter()
+    catch: tuple[type[BaseException], ...] = (ItemError, *known_errors)
     try:
         fields = fn(item)
         status = fields.pop("status", STATUS_OK)
         record = {"status": status, **fields}
-    except (ItemError, *known_errors) as error:
+    except catch as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         record = {"status": STATUS_FAILED, "reason": reason}
     record["seconds"] = round(time.perf_counter() - start, 3)

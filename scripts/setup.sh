@@ -5,7 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for pkg in fluidsynth libfluidsynth3 fluid-soundfont-gm ffmpeg; do
+need_venv=""
+PY=${PYTHON:-python3}
+# python3-venv: Debian splits venv/ensurepip out of python3.
+$PY -c "import ensurepip, venv" 2>/dev/null || need_venv=1
+for pkg in fluidsynth libfluidsynth3 fluid-soundfont-gm ffmpeg ${need_venv:+python3-venv}; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -14,7 +18,6 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.midimix-installed
 # Re-install only when the dependency list changed.

@@ -1,0 +1,109 @@
+"""The stage contract shared by all stages: atomic writes, manifests, skips, shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from midimix.errors import ItemError
+from midimix.manifest import (
+    Item,
+    Manifest,
+    atomic_path,
+    atomic_write_text,
+    in_shard,
+    params_hash,
+    run_items,
+)
+
+
+def _double(item: Item) -> dict[str, Any]:
+    """A toy stage: the output holds the input's text twice; 'bad' inputs fail."""
+    text = item.source.read_text()
+    if text == "bad":
+        raise ItemError("input says bad")
+    atomic_write_text(item.output, text * 2)
+    return {"chars": len(text) * 2}
+
+
+def _items(tmp_path: Path, texts: dict[str, str]) -> list[Item]:
+    items = []
+    for name, text in texts.items():
+        src = tmp_path / "in" / f"{name}.txt"
+        src.parent.mkdir(parents=True, exist_ok=True)
+        if not src.exists() or src.read_text() != text:
+            src.write_text(text)
+        items.append(Item(name, "g", src, tmp_path / "out" / f"{name}.txt"))
+    return items
+
+
+def test_run_items_records_failures_and_skips_up_to_date(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "out" / "manifest.jsonl")
+    items = _items(tmp_path, {"a": "x", "b": "bad", "c": "yz"})
+    first = run_items("toy", items, _double, manifest, {"p": 1}, progress=False)
+    assert (first.done, first.failed, first.skipped) == (2, 1, 0)
+    assert first.failures == [("b", "input says bad")]
+    assert first.exit_code == 1
+    assert (tmp_path / "out" / "c.txt").read_text() == "yzyz"
+
+    again = run_items("toy", items, _double, manifest, {"p": 1}, progress=False)
+    # done items are skipped; the failed one is retried (and fails again)
+    assert (again.done, again.skipped, again.failed) == (0, 2, 1)
+
+    changed = _items(tmp_path, {"a": "new", "b": "bad", "c": "yz"})
+    third = run_items("toy", changed, _double, manifest, {"p": 1}, progress=False)
+    assert (third.done, third.skipped) == (1, 1)  # only the changed input is redone
+    assert (tmp_path / "out" / "a.txt").read_text() == "newnew"
+
+    other_params = run_items("toy", changed, _double, manifest, {"p": 2}, progress=False)
+    assert other_params.done == 2  # new parameters redo everything
+
+
+def test_missing_output_is_redone(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "m.jsonl")
+    items = _items(tmp_path, {"a": "x"})
+    run_items("toy", items, _double, manifest, {}, progress=False)
+    (tmp_path / "out" / "a.txt").unlink()
+    assert run_items("toy", items, _double, manifest, {}, progress=False).done == 1
+
+
+def test_workers_give_same_records(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "m.jsonl")
+    items = _items(tmp_path, {f"i{n}": "ab" * n for n in range(1, 6)})
+    summary = run_items("toy", items, _double, manifest, {}, workers=2, progress=False)
+    assert summary.done == 5
+    records = manifest.records()
+    assert sorted(records) == [f"i{n}" for n in range(1, 6)]
+    assert records["i3"]["chars"] == 12
+
+
+def test_manifest_ignores_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"id": "a", "status": "ok"}) + "\n" + '{"id": "b", "sta')
+    assert list(Manifest(path).records()) == ["a"]
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    final = tmp_path / "x.wav"
+    final.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert final.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.wav"]
+
+
+def test_shards_partition_items() -> None:
+    ids = [f"clip{n}" for n in range(200)]
+    shards = [{i for i in ids if in_shard(i, (k, 3))} for k in range(3)]
+    assert set().union(*shards) == set(ids)
+    assert sum(len(s) for s in shards) == len(ids)
+    assert all(40 < len(s) < 95 for s in shards)
+
+
+def test_params_hash_is_order_independent() -> None:
+    assert params_hash({"a": 1, "b": Path("x")}) == params_hash({"b": "x", "a": 1})
+    assert params_hash({"a": 1}) != params_hash({"a": 2})
