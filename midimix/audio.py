@@ -1,0 +1,253 @@
+"""Audio decoding shared by collect, prepare and inspect.
+
+Files are read in blocks, never whole: libsndfile (through soundfile) reads wav, flac, ogg and
+mp3; anything else it cannot open (m4a, aac, opus, ...) is decoded by an ffmpeg subprocess that
+pipes raw float samples, also in blocks. Every problem becomes an `AudioError` whose message is
+one line saying what is wrong with the file, so a batch can record it and go on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from midimix.errors import ItemError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff")
+# A decoder that yields fewer frames than the header promised by more than this share is
+# reading a truncated file (mp3 Xing headers, for one, state the full length).
+_TRUNCATION_TOLERANCE = 0.01
+
+
+class AudioError(ItemError):
+    """A file that cannot be decoded as audio: not audio, empty, truncated or corrupt."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate_hz: int
+    channels: int
+    frames: int  # as the header states; may be an estimate for compressed formats
+    format: str  # "WAV", "FLAC", "MP3", ... or the ffmpeg codec name
+    subtype: str  # sample format: "PCM_16", "PCM_24", "PCM_U8", "VORBIS", ...
+    decoder: str  # "soundfile" or "ffmpeg"
+
+    @property
+    def duration_seconds(self) -> float:
+        return self.frames / self.sample_rate_hz
+
+
+def is_audio_name(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def probe(path: Path) -> AudioInfo:
+    """Header information, checked: raises `AudioError` for a file that holds no audio."""
+    path = Path(path)
+    try:
+        size_bytes = path.stat().st_size
+    except OSError as error:
+        raise AudioError(f"cannot read {path.name}: {error.strerror}") from error
+    if size_bytes == 0:
+        raise AudioError("empty file (0 bytes): not audio; remove it or copy it again")
+    try:
+        info = sf.info(str(path))
+        result = AudioInfo(
+            int(info.samplerate), int(info.channels), int(info.frames),
+            str(info.format), str(info.subtype), "soundfile",
+        )  # fmt: skip
+    except (sf.LibsndfileError, RuntimeError) as sf_error:
+        result = _probe_ffmpeg(path, reason=_sf_reason(sf_error))
+    if result.frames <= 0:
+        raise AudioError("the file holds no audio (0 samples): remove it or export it again")
+    if result.decoder == "soundfile" and result.format == "WAV":
+        _check_wav_length(path, result)
+    return result
+
+
+def _sf_reason(error: BaseException) -> str:
+    text = str(error).split(":", 1)[-1].strip() if ":" in str(error) else str(error)
+    return text.rstrip(".") or type(error).__name__
+
+
+def _probe_ffmpeg(path: Path, reason: str) -> AudioInfo:
+    """ffprobe for what libsndfile cannot open; `reason` is libsndfile's complaint."""
+    not_audio = AudioError(
+        f"not an audio file that libsndfile or ffmpeg can read ({reason}); "
+        f"expected one of {', '.join(AUDIO_SUFFIXES)}"
+    )
+    if shutil.which("ffprobe") is None:
+        raise AudioError(f"{reason}; install ffmpeg to read this format (apt-get install ffmpeg)")
+    command = [
+        "ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries",
+        "stream=codec_name,sample_rate,channels,duration,duration_ts,sample_fmt:format=duration",
+        "-of", "json", str(path),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise not_audio
+    found = json.loads(done.stdout or "{}")
+    streams = found.get("streams") or []
+    if not streams:
+        raise not_audio
+    stream = streams[0]
+    rate_hz = int(stream.get("sample_rate") or 0)
+    channels = int(stream.get("channels") or 0)
+    if rate_hz <= 0 or channels <= 0:
+        raise not_audio
+    duration = stream.get("duration") or (found.get("format") or {}).get("duration") or 0
+    frames = round(float(duration) * rate_hz)
+    codec = str(stream.get("codec_name", "unknown"))
+    return AudioInfo(
+        rate_hz, channels, frames, codec.upper(), str(stream.get("sample_fmt")), "ffmpeg"
+    )
+
+
+def _check_wav_length(path: Path, info: AudioInfo) -> None:
+    """libsndfile quietly reads a cut WAV up to its end; the data chunk's size says more."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    size_bytes = path.stat().st_size
+    if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return
+    fmt = "<I" if head[:4] == b"RIFF" else ">I"
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk_id = head[offset : offset + 4]
+        (chunk_bytes,) = struct.unpack(fmt, head[offset + 4 : offset + 8])
+        if chunk_id == b"data":
+            present_bytes = size_bytes - (offset + 8)
+            # 0xFFFFFFFF and 0 mark a stream written without a final size; trust libsndfile
+            if 0 < chunk_bytes < 0xFFFFFFFF and present_bytes < chunk_bytes:
+                promised_seconds = info.duration_seconds * chunk_bytes / max(present_bytes, 1)
+                raise AudioError(
+                    f"truncated WAV: the header promises {promised_seconds:.1f} s but the file "
+                    f"holds {info.duration_seconds:.1f} s; copy or export it again"
+                )
+            return
+        offset += 8 + chunk_bytes + (chunk_bytes & 1)
+
+
+def iter_blocks(path: Path, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    """Float32 blocks of shape (frames, channels) in [-1, 1], the last one shorter.
+
+    Raises `AudioError` when decoding stops early (corrupt or truncated data)."""
+    blocks = _sf_blocks if info.decoder == "soundfile" else _ffmpeg_blocks
+    total_frames = 0
+    for block in blocks(path, info, block_frames):
+        total_frames += len(block)
+        yield block
+    if info.decoder == "soundfile" and total_frames < info.frames * (1 - _TRUNCATION_TOLERANCE):
+        raise AudioError(
+            f"truncated or corrupt: decoding ended at {total_frames / info.sample_rate_hz:.1f} s "
+            f"of the {info.duration_seconds:.1f} s the header states; copy or export it again"
+        )
+
+
+def _sf_blocks(path: Path, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    done_frames = 0
+    try:
+        with sf.SoundFile(str(path)) as handle:
+            while True:
+                block = handle.read(block_frames, dtype="float32", always_2d=True)
+                if len(block) == 0:
+                    return
+                done_frames += len(block)
+                yield block
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise AudioError(
+            f"corrupt or truncated: decoding failed after {done_frames / info.sample_rate_hz:.1f} "
+            f"s ({_sf_reason(error)}); copy or export the file again"
+        ) from error
+
+
+def _ffmpeg_blocks(path: Path, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    command = [
+        "ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0",
+        "-f", "f32le", "-acodec", "pcm_f32le", "-",
+    ]  # fmt: skip
+    frame_bytes = 4 * info.channels
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None  # set by PIPE above
+    try:
+        pending = b""
+        while chunk := process.stdout.read(block_frames * frame_bytes - len(pending)):
+            pending += chunk
+            if len(pending) == block_frames * frame_bytes:
+                yield np.frombuffer(pending, dtype="<f4").reshape(-1, info.channels)
+                pending = b""
+        whole = len(pending) - len(pending) % frame_bytes
+        if whole:
+            yield np.frombuffer(pending[:whole], dtype="<f4").reshape(-1, info.channels)
+        errors = process.stderr.read().decode(errors="replace").strip()
+        if process.wait() != 0:
+            line = errors.splitlines()[-1] if errors else f"exit status {process.returncode}"
+            raise AudioError(f"ffmpeg could not decode the file ({line}); copy or export it again")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def to_mono(block: np.ndarray) -> np.ndarray:
+    """Mean of the channels: keeps the level of a centred source, for any channel count."""
+    if block.shape[1] == 1:
+        return np.ascontiguousarray(block[:, 0])
+    return block.mean(axis=1, dtype=np.float32)
+
+
+def iter_mono(
+    path: Path, info: AudioInfo, sample_rate_hz: int, block_seconds: float = 60.0
+) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at `sample_rate_hz`, resampled by a streaming soxr (HQ) resampler.
+
+    The stream keeps its filter state between blocks, so the output equals one-shot
+    resampling of the whole file while memory stays at one block."""
+    import soxr
+
+    block_frames = max(1, round(block_seconds * info.sample_rate_hz))
+    if info.sample_rate_hz == sample_rate_hz:
+        for block in iter_blocks(path, info, block_frames):
+            yield to_mono(block)
+        return
+    stream = soxr.ResampleStream(
+        info.sample_rate_hz, sample_rate_hz, 1, dtype="float32", quality="HQ"
+    )
+    for block in iter_blocks(path, info, block_frames):
+        out = stream.resample_chunk(to_mono(block), last=False)
+        if len(out):
+            yield out
+    tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+    if len(tail):
+        yield tail
+
+
+def read_mono(
+    path: Path, sample_rate_hz: int | None = None, offset_seconds: float = 0.0,
+    max_seconds: float | None = None,
+) -> tuple[np.ndarray, int]:  # fmt: skip
+    """An excerpt as one mono float32 array (for plots: keep it short), and its rate in Hz."""
+    info = probe(path)
+    rate_hz = sample_rate_hz or info.sample_rate_hz
+    start = round(offset_seconds * rate_hz)
+    stop = None if max_seconds is None else start + round(max_seconds * rate_hz)
+    parts: list[np.ndarray] = []
+    seen = 0
+    for block in iter_mono(path, info, rate_hz, block_seconds=10.0):
+        lo, hi = max(start - seen, 0), len(block) if stop is None else min(stop - seen, len(block))
+        if hi > lo:
+            parts.append(block[lo:hi])
+        seen += len(block)
+        if stop is not None and seen >= stop:
+            break
+    samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return samples, rate_hz

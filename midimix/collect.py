@@ -1,0 +1,232 @@
+"""collect: gather a user's audio files into `data/raw/<genre>/<id>.<ext>` with a manifest.
+
+Sources are folders (searched recursively for wav, flac, mp3, ogg, m4a/aac, ...), single
+files, or URLs (downloaded with yt-dlp, the optional `midimix[download]` extra). The id is
+the first 16 hex digits of the content's sha256, so the same recording found twice (a copy
+in another folder, or under another name) is stored once. Files are copied, never moved.
+
+    python -m midimix.collect --genre lofi=~/music/lofi --genre classical=~/music/bach.flac
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from midimix.audio import AudioError, is_audio_name, probe
+from midimix.config import RAW_DIR, as_mapping, check_genre_name, check_range, parse_shard
+from midimix.errors import ConfigError, DependencyError, InputError, cli_errors
+from midimix.manifest import Item, Manifest, StageSummary, atomic_path, run_items, sha256_file
+
+ID_HEX_DIGITS = 16  # 64 bits of sha256: collisions are out of reach for any music collection
+
+Source = Path | str  # a path, or an http(s) URL as a string
+
+
+@dataclass
+class CollectConfig:
+    workers: int = 1  # copying is disk-bound: more workers rarely help
+    shard: str | None = None  # "K/N": process only the K-th of N shards
+    progress: bool = True  # progress bar on stderr
+    download_dir: Path | None = None  # where URLs are downloaded; default raw_dir/.downloads
+
+    def __post_init__(self) -> None:
+        check_range("workers", self.workers, 1, 256)
+        parse_shard(self.shard)
+
+
+def is_url(source: Source) -> bool:
+    return isinstance(source, str) and source.split("://", 1)[0].lower() in (
+        "http",
+        "https",
+        "file",
+    )
+
+
+def download(url: str, out_dir: Path) -> list[Path]:
+    """Download the audio of `url` (a page yt-dlp knows, or a direct link) into `out_dir`."""
+    try:
+        import yt_dlp
+    except ImportError as error:
+        raise DependencyError(
+            f"downloading {url} needs yt-dlp, which is not installed: "
+            "pip install 'midimix[download]' (or pip install yt-dlp)"
+        ) from error
+    out_dir.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {
+        "format": "bestaudio/best",
+        "outtmpl": str(out_dir / "%(id)s.%(ext)s"),
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "enable_file_urls": url.startswith("file:"),  # local files: how the tests run it
+    }
+    try:
+        with yt_dlp.YoutubeDL(options) as ydl:
+            info = ydl.extract_info(url, download=True)
+    except yt_dlp.utils.DownloadError as error:
+        reason = str(error).removeprefix("ERROR: ").splitlines()[0]
+        raise InputError(f"could not download {url}: {reason}") from error
+    entries = info.get("entries") or [info]  # a playlist has entries
+    paths = []
+    for entry in entries:
+        for download_info in entry.get("requested_downloads") or [entry]:
+            path = Path(download_info.get("filepath") or ydl.prepare_filename(download_info))
+            if path.exists():
+                paths.append(path)
+    return paths
+
+
+def find_files(source: Path) -> tuple[list[Path], int]:
+    """Audio files under a folder (by extension) or the file itself; and how many were ignored.
+
+    A single file is taken whatever its name, so a wrong file gets a reason in the manifest."""
+    if source.is_file():
+        return [source], 0
+    if not source.is_dir():
+        raise InputError(f"{source} does not exist; expected an audio file or a folder of audio")
+    found, ignored = [], 0
+    for path in sorted(source.rglob("*")):
+        if not path.is_file() or any(p.startswith(".") for p in path.relative_to(source).parts):
+            continue
+        if is_audio_name(path):
+            found.append(path)
+        else:
+            ignored += 1
+    return found, ignored
+
+
+def normalise_sources(
+    sources: Sequence[Source] | Mapping[str, Sequence[Source]],
+) -> dict[str, list[Source]]:
+    """{genre: [sources]}; a plain list holds folders with one sub-folder per genre."""
+    if isinstance(sources, Mapping):
+        return {check_genre_name(g): list(paths) for g, paths in sources.items()}
+    out: dict[str, list[Source]] = {}
+    for root in sources:
+        for genre, folder in as_mapping(Path(root)).items():
+            out.setdefault(genre, []).append(folder)
+    if not out:
+        raise ConfigError("no genre folders found; give {genre: [paths]} or folders of genres")
+    return out
+
+
+def collect_one(item: Item) -> dict[str, Any]:
+    """Check that the file is audio, then copy it (atomically) to its place under raw/."""
+    info = probe(item.source)
+    if not item.output.exists():
+        with atomic_path(item.output) as tmp:
+            shutil.copyfile(item.source, tmp)
+    return {
+        "duration_seconds": round(info.duration_seconds, 3),
+        "sample_rate_hz": info.sample_rate_hz,
+        "channels": info.channels,
+        "format": f"{info.format}/{info.subtype}",
+    }
+
+
+def collect(
+    sources: Sequence[Source] | Mapping[str, Sequence[Source]],
+    raw_dir: Path,
+    config: CollectConfig,
+) -> StageSummary:
+    """Copy the audio of `sources` into `raw_dir/<genre>/<id>.<ext>`; manifest
+    `raw_dir/manifest.jsonl` (source path, sha256, duration, sample rate, channels, genre).
+
+    Content found twice is stored once, under the genre it was first given with; the record
+    lists the other places in "duplicates"."""
+    raw_dir = Path(raw_dir)
+    by_genre = normalise_sources(sources)
+    download_dir = config.download_dir or raw_dir / ".downloads"
+    items: dict[str, Item] = {}
+    ignored = 0
+    for genre, genre_sources in by_genre.items():
+        for source in genre_sources:
+            url = None
+            if is_url(source):
+                url = str(source)
+                # one folder per URL: yt-dlp finds its earlier download there and skips it
+                url_dir = download_dir / hashlib.sha256(url.encode()).hexdigest()[:12]
+                files = download(url, url_dir)
+            elif isinstance(source, str) and "://" in source:
+                raise InputError(f"{source}: only http(s):// and file:// URLs can be downloaded")
+            else:
+                files, skipped = find_files(Path(source).expanduser())
+                ignored += skipped
+            for path in files:
+                digest = sha256_file(path)
+                sid = digest[:ID_HEX_DIGITS]
+                if sid in items:
+                    items[sid].extra["duplicates"].append(str(path))
+                    continue
+                output = raw_dir / genre / f"{sid}{path.suffix.lower() or '.audio'}"
+                extra: dict[str, Any] = {"sha256": digest, "duplicates": []}
+                if url:
+                    extra["url"] = url
+                items[sid] = Item(sid, genre, path, output, extra)
+    summary = run_items(
+        "collect",
+        list(items.values()),
+        collect_one,
+        Manifest(raw_dir / "manifest.jsonl"),
+        {},  # nothing changes a copy: same content, same output
+        workers=config.workers,
+        shard=parse_shard(config.shard),
+        known_errors=(AudioError, OSError),
+        progress=config.progress,
+        hash_inputs=lambda item: str(item.extra["sha256"]),
+    )
+    if ignored and config.progress:
+        print(f"collect: ignored {ignored} files that are not audio by extension", file=sys.stderr)
+    return summary
+
+
+def parse_genre_sources(pairs: list[str]) -> dict[str, list[Source]]:
+    """['lofi=PATH', 'lofi=URL', 'classical=PATH'] -> {genre: [sources]}; a genre may repeat."""
+    out: dict[str, list[Source]] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not value:
+            raise ConfigError(f"expected GENRE=PATH or GENRE=URL (e.g. lofi=~/music), got {pair!r}")
+        source: Source = value if "://" in value else Path(value).expanduser()
+        out.setdefault(check_genre_name(name.strip()), []).append(source)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="midimix collect",
+        description="Copy audio files (folders, single files or URLs) into RAW_DIR/<genre>/, "
+        "one copy per distinct content, with a manifest.",
+    )
+    parser.add_argument(
+        "--genre",
+        action="append",
+        required=True,
+        metavar="GENRE=PATH",
+        help="a genre and a folder, file or URL; repeat for more (lofi=~/music/lofi)",
+    )
+    parser.add_argument("--raw-dir", type=Path, default=RAW_DIR, help="default: %(default)s")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--shard", default=None, help="K/N: run only the K-th of N shards")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = CollectConfig(workers=args.workers, shard=args.shard, progress=not args.no_progress)
+    summary = collect(parse_genre_sources(args.genre), args.raw_dir, config)
+    print(summary.text())
+    return summary.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

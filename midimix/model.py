@@ -1,0 +1,230 @@
+"""The model: a GPT-2 language model over genre-tagged token sequences, built from a config.
+
+A training sequence reads `BOS, Genre_<g>, body..., [EOS]`: the genre token at position 1 is
+the only conditioning, so one plain `GPT2LMHeadModel` learns every genre (and, through
+`Genre_any`, the unconditional distribution). Nothing is downloaded: the model is built from a
+`GPT2Config` and saved with `save_pretrained` (safetensors + config.json, never pickle).
+
+A checkpoint folder holds:
+    config.json, model.safetensors, generation_config.json   Hugging Face format
+    tokenizer.json                                           GenreTokenizer.save
+    midimix.json    {"genres", "train_config", "data_sha256", "step", "val_loss",
+                     "val_loss_per_genre", "genre_sensitivity", ...}
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from midimix.config import check_range
+from midimix.errors import ConfigError, MidimixError
+from midimix.manifest import atomic_write_json
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel
+
+    from midimix.tokenize import GenreTokenizer
+
+META_FILE = "midimix.json"
+TOKENIZER_FILE = "tokenizer.json"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Size of the GPT-2. The context length bounds the chunk length the trainer uses."""
+
+    n_layer: int = 4  # transformer blocks
+    n_embd: int = 256  # width of the residual stream
+    n_head: int = 4  # attention heads; n_embd must divide evenly among them
+    context_length: int = 512  # tokens the model sees at once (GPT-2's n_positions)
+    dropout: float = 0.1  # on embeddings, attention and residuals; 0 for tiny test models
+
+    def __post_init__(self) -> None:
+        check_range("n_layer", self.n_layer, 1, 96)
+        check_range("n_embd", self.n_embd, 8, 16384)
+        check_range("n_head", self.n_head, 1, 256)
+        check_range("context_length", self.context_length, 8, 65536)
+        check_range("dropout", self.dropout, 0.0, 0.9)
+        if self.n_embd % self.n_head:
+            raise ConfigError(
+                f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head}); "
+                f"for example n_embd={self.n_head * max(1, self.n_embd // self.n_head)}"
+            )
+
+
+# Named sizes. tiny: unit tests (~0.1 M parameters); small: a laptop CPU (~3 M, a few hours of
+# music trains in an evening); base: one GPU (~25 M).
+PRESETS: dict[str, ModelConfig] = {
+    "tiny": ModelConfig(n_layer=2, n_embd=64, n_head=2, context_length=128, dropout=0.0),
+    "small": ModelConfig(n_layer=4, n_embd=256, n_head=4, context_length=512, dropout=0.1),
+    "base": ModelConfig(n_layer=8, n_embd=512, n_head=8, context_length=1024, dropout=0.1),
+}
+
+
+def resolve_preset(preset: str | ModelConfig) -> ModelConfig:
+    """A preset name or a ModelConfig -> ModelConfig (ConfigError listing the names if unknown)."""
+    if isinstance(preset, ModelConfig):
+        return preset
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset]
+
+
+def build_model(
+    vocab_size: int, preset: str | ModelConfig, pad_id: int, bos_id: int, eos_id: int
+) -> GPT2LMHeadModel:
+    """A freshly initialised GPT-2 of the given size over `vocab_size` token ids."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    size = resolve_preset(preset)
+    check_range("vocab_size", vocab_size, 4)
+    for name, token_id in (("pad_id", pad_id), ("bos_id", bos_id), ("eos_id", eos_id)):
+        check_range(name, token_id, 0, vocab_size - 1)
+    config = GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=size.context_length,
+        n_embd=size.n_embd,
+        n_layer=size.n_layer,
+        n_head=size.n_head,
+        resid_pdrop=size.dropout,
+        embd_pdrop=size.dropout,
+        attn_pdrop=size.dropout,
+        bos_token_id=bos_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
+def model_config_of(model: GPT2LMHeadModel) -> ModelConfig:
+    """The ModelConfig a GPT-2 was built with (for metadata and resume checks)."""
+    c = model.config
+    return ModelConfig(c.n_layer, c.n_embd, c.n_head, c.n_positions, float(c.resid_pdrop))
+
+
+def count_parameters(model: GPT2LMHeadModel) -> int:
+    # Tied input/output embeddings are one tensor: count each tensor once.
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    atomic_write_json(folder / META_FILE, meta)
+
+
+def save_checkpoint(
+    model: GPT2LMHeadModel, tokenizer: GenreTokenizer, meta: dict[str, Any], folder: Path
+) -> Path:
+    """Write a checkpoint folder atomically: everything goes into a hidden folder beside it,
+    which then replaces `folder`. If writing fails (disk full, killed), the checkpoint that
+    was in `folder` before stays complete and usable."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    old = folder.with_name(f".{folder.name}.old{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    meta = {"genres": list(tokenizer.genres), **meta}
+    try:
+        tmp.mkdir()
+        model.save_pretrained(tmp)
+        tokenizer.save(tmp)
+        _write_meta(tmp, meta)
+        # Two renames: the old folder steps aside, the new one takes its name.
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not folder.exists():
+            os.replace(old, folder)
+        reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
+        raise MidimixError(
+            f"could not save the checkpoint to {folder}: {reason}; the previous checkpoint "
+            f"there is unchanged; free some space and run again with --resume"
+        ) from error
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """The midimix.json of a checkpoint folder, checked to be a JSON object."""
+    path = Path(folder) / META_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise MidimixError(
+            f"checkpoint {folder} has no readable {META_FILE} ({error}); "
+            f"it is not a complete midimix checkpoint: train again or pick another folder"
+        ) from error
+    if not isinstance(meta, dict):
+        raise MidimixError(f"{path} should hold a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise MidimixError(
+            f"checkpoint folder {folder} does not exist; expected a folder written by "
+            f"`python -m midimix.train` (runs/<name>/best)"
+        )
+    missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, META_FILE)
+               if not (folder / n).is_file()]  # fmt: skip
+    if missing:
+        raise MidimixError(
+            f"checkpoint {folder} is incomplete: {', '.join(missing)} missing; "
+            f"train again or pick a complete checkpoint folder"
+        )
+
+
+def load_checkpoint(
+    folder: Path, device: str = "cpu"
+) -> tuple[GPT2LMHeadModel, GenreTokenizer, dict[str, Any]]:
+    """(model in eval mode on `device`, its tokenizer, its midimix.json) from a checkpoint
+    folder; a MidimixError names the problem for a missing, corrupt or mismatched one."""
+    from transformers import GPT2LMHeadModel
+
+    from midimix.tokenize import GenreTokenizer
+
+    folder = Path(folder)
+    _check_folder(folder)
+    meta = read_meta(folder)
+    try:
+        tokenizer = GenreTokenizer.load(folder)
+    except MidimixError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise MidimixError(
+            f"checkpoint {folder} has an unreadable {TOKENIZER_FILE} ({error}); "
+            f"train again or copy the tokenizer.json the model was trained with"
+        ) from error
+    try:
+        model = GPT2LMHeadModel.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise MidimixError(
+            f"checkpoint {folder} is corrupt: its weights could not be loaded ({first_line}); "
+            f"train again or use another checkpoint (runs/<name>/last keeps the latest state)"
+        ) from error
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise MidimixError(
+            f"checkpoint {folder}: the model has {model.config.vocab_size} token ids but "
+            f"{TOKENIZER_FILE} has {tokenizer.vocab_size}; the tokenizer is not the one the "
+            f"model was trained with: copy the tokenizer.json of the training data"
+        )
+    genres = meta.get("genres")
+    if genres is not None and list(genres) != list(tokenizer.genres):
+        raise MidimixError(
+            f"checkpoint {folder}: {META_FILE} lists genres {genres} but {TOKENIZER_FILE} has "
+            f"{list(tokenizer.genres)}; the tokenizer is not the one the model was trained with"
+        )
+    model.to(device)
+    model.eval()
+    return model, tokenizer, meta

@@ -1,0 +1,343 @@
+"""Logit processors for genre-mixed sampling: pure functions over tensors.
+
+One decoding step goes: per-condition log-probabilities -> genre mix -> guidance -> grammar
+mask -> temperature -> top-k -> top-p -> one sampled id per row. Shapes in the comments use
+S = samples, G = genres (conditions), V = vocabulary, B = rows of the batch.
+
+The grammar is built from the tokenizer itself: miditok's graph of which token type may follow
+which (`tokens_types_graph`), plus the base tokens behind every id (one without BPE, several
+with it), so it follows whatever scheme (REMI, TSD) and options the tokenizer was built with.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from midimix.errors import ConfigError
+
+MIX_RULES = ("product", "mixture")
+NOTE_TYPE_PREFIX = "Pitch"  # Pitch, PitchDrum, PitchIntervalTime/Chord all start a note
+BAR_TYPE = "Bar"
+POSITION_TYPE = "Position"
+SPECIAL_TYPE = "Special"
+START_STATE = "<start>"
+UNREACHABLE = 1 << 20  # distance of a state from which a target type cannot be reached
+
+
+# ---------------------------------------------------------------------------------------
+# Genre mix, guidance and sampling filters
+
+
+def combine_logprobs(
+    logp: torch.Tensor, weights: torch.Tensor, rule: str = "product"
+) -> torch.Tensor:
+    """Mix per-genre next-token log-probabilities by the weights.
+
+    logp: (S, G, V) normalised log-probabilities; weights: (S, G), non-negative, rows sum to 1.
+    Returns (S, V) scores (unnormalised log-probabilities; sampling only needs them up to a
+    per-row constant).
+    - "product": sum_g w_g * logp_g, the log-linear mixture (a weighted product of experts):
+      tokens must be plausible under every genre with a positive weight;
+    - "mixture": log sum_g w_g * p_g, the mixture of probabilities: each step may follow either.
+    A weight of exactly 0 drops its genre entirely, so weights 1/0 give that genre's logp.
+    """
+    w = weights.to(logp.dtype).unsqueeze(-1)  # (S, G, 1)
+    if rule == "product":
+        # where() rather than w * logp so that 0 * -inf (a masked id) stays 0, not nan
+        return torch.where(w > 0, w * logp, torch.zeros_like(logp)).sum(dim=1)
+    if rule == "mixture":
+        return torch.logsumexp(torch.log(w) + logp, dim=1)  # log(0) = -inf drops a genre
+    raise ConfigError(f"mix rule must be one of {', '.join(MIX_RULES)}; got {rule!r}")
+
+
+def apply_guidance(mixed: torch.Tensor, logp_any: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: mixed + scale * (mixed - logp_any); (S, V) each -> (S, V).
+
+    Pushes the distribution away from what the model plays without a genre, towards what is
+    specific to the mix. scale 0 returns `mixed` unchanged."""
+    if scale == 0:
+        return mixed
+    return mixed + scale * (mixed - logp_any)
+
+
+def apply_temperature(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(B, V) -> (B, V): divide by the temperature (< 1 sharper, > 1 flatter)."""
+    return scores if temperature == 1.0 else scores / temperature
+
+
+def apply_top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, V) -> (B, V): keep the k best ids of each row (0 keeps all)."""
+    if k <= 0 or k >= scores.shape[-1]:
+        return scores
+    kth = torch.topk(scores, k, dim=-1).values[:, -1:]  # (B, 1)
+    return scores.masked_fill(scores < kth, float("-inf"))
+
+
+def apply_top_p(scores: torch.Tensor, p: float) -> torch.Tensor:
+    """(B, V) -> (B, V): nucleus filtering, keep the smallest set of ids whose probability
+    reaches p (the most likely id always stays). p >= 1 keeps all."""
+    if p >= 1.0:
+        return scores
+    sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
+    cum = torch.softmax(sorted_scores, dim=-1).cumsum(dim=-1)
+    drop_sorted = (cum - torch.softmax(sorted_scores, dim=-1)) >= p  # mass before this id
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return scores.masked_fill(drop, float("-inf"))
+
+
+def sample_ids(scores: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(B, V) scores -> (B,) ids drawn from softmax(scores)."""
+    probs = torch.softmax(scores.float(), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# ---------------------------------------------------------------------------------------
+# Genre schedules
+
+
+Keyframe = tuple[float, dict[str, float]]  # (place in the piece 0..1, weights)
+
+
+def interpolate_keyframes(
+    keyframes: Sequence[Keyframe], genres: Sequence[str], n_bars: int
+) -> torch.Tensor:
+    """Per-bar weights (n_bars, G), linear between keyframes placed at bar / (n_bars - 1),
+    held flat before the first and after the last; each row normalised to sum 1."""
+    if not keyframes:
+        raise ConfigError("a genre schedule needs at least one keyframe")
+    places = torch.tensor([place for place, _ in keyframes], dtype=torch.float64)
+    vectors = torch.tensor(
+        [[float(weights.get(g, 0.0)) for g in genres] for _, weights in keyframes],
+        dtype=torch.float64,
+    )  # (K, G)
+    bars = torch.arange(n_bars, dtype=torch.float64)
+    x = bars / max(n_bars - 1, 1)  # (n_bars,) place of each bar in the piece
+    out = torch.empty(n_bars, len(genres), dtype=torch.float64)
+    for b in range(n_bars):
+        right = int(torch.searchsorted(places, x[b], right=True))
+        if right == 0:
+            out[b] = vectors[0]
+        elif right == len(places):
+            out[b] = vectors[-1]
+        else:
+            x0, x1 = places[right - 1], places[right]
+            t = (x[b] - x0) / (x1 - x0) if x1 > x0 else torch.tensor(1.0, dtype=torch.float64)
+            out[b] = (1 - t) * vectors[right - 1] + t * vectors[right]
+    return (out / out.sum(dim=1, keepdim=True)).float()
+
+
+# ---------------------------------------------------------------------------------------
+# Grammar
+
+
+@dataclass
+class Grammar:
+    """Tables for grammar-constrained decoding, one row per state (the type of the last base
+    token) and one column per id. Built once per tokenizer by `build_grammar`."""
+
+    states: list[str]  # state names: START_STATE, then the musical token types
+    allowed: torch.Tensor  # (n_states, V) bool: id may follow a token that ended in this state
+    next_state: torch.Tensor  # (V,) long: state after the id (its last base token's type)
+    bars_in: torch.Tensor  # (V,) long: Bar tokens inside the id (0 or 1)
+    has_note: torch.Tensor  # (V,) bool: the id holds a note-starting token
+    first_pos: torch.Tensor  # (V,) long: value of its first Position token, -1 if none
+    last_pos: torch.Tensor  # (V,) long: value of its last Position token, -1 if none
+    can_end: torch.Tensor  # (n_states,) bool: a piece may stop here (a bar line may follow)
+    dist_bar: torch.Tensor  # (n_states,) long: fewest tokens to a Bar
+    dist_note: torch.Tensor  # (n_states,) long: fewest tokens to a note
+    eos_id: int
+    has_bars: bool  # False for schemes without Bar tokens (TSD): length then counts tokens
+
+    @property
+    def start_state(self) -> int:
+        return 0
+
+    def state_after(self, ids: Sequence[int]) -> int:
+        """The state after a prompt (START for an empty one)."""
+        return int(self.next_state[ids[-1]]) if ids else self.start_state
+
+
+def _value(token: str) -> int:
+    match = re.search(r"_(-?\d+)$", token)
+    return int(match.group(1)) if match else -1
+
+
+def _distances(graph: Mapping[str, set[str]], states: list[str], targets: set[str]) -> list[int]:
+    """Fewest emitted tokens from each state until one of the target types is emitted."""
+    dist = {s: UNREACHABLE for s in states}
+    queue: deque[str] = deque()
+    for s in states:
+        if graph.get(s, set()) & targets:
+            dist[s] = 1
+            queue.append(s)
+    while queue:  # reverse BFS: s reaches a target through any successor t
+        t = queue.popleft()
+        for s in states:
+            if dist[s] == UNREACHABLE and t in graph.get(s, set()):
+                dist[s] = dist[t] + 1
+                queue.append(s)
+    return [dist[s] for s in states]
+
+
+def build_grammar(
+    base_tokens: Sequence[Sequence[str]],
+    types_graph: Mapping[str, set[str]],
+    eos_id: int,
+) -> Grammar:
+    """Grammar tables from the base tokens behind each id (an empty list for special ids and
+    ids that decode to nothing) and the tokenizer's type graph (type -> types that may follow).
+
+    The first token of a piece is a Bar where the scheme has bars (REMI), so that the first
+    bar counts; otherwise any musical type may start."""
+    musical = sorted({tok.split("_")[0] for toks in base_tokens for tok in toks})
+    states = [START_STATE, *musical]
+    index = {name: i for i, name in enumerate(states)}
+    graph = {s: set(types_graph.get(s, set())) & set(musical) for s in musical}
+    has_bars = BAR_TYPE in musical
+    graph[START_STATE] = {BAR_TYPE} if has_bars else set(musical)
+
+    vocab = len(base_tokens)
+    allowed = torch.zeros(len(states), vocab, dtype=torch.bool)
+    next_state = torch.zeros(vocab, dtype=torch.long)
+    bars_in = torch.zeros(vocab, dtype=torch.long)
+    has_note = torch.zeros(vocab, dtype=torch.bool)
+    first_pos = torch.full((vocab,), -1, dtype=torch.long)
+    last_pos = torch.full((vocab,), -1, dtype=torch.long)
+    for i, toks in enumerate(base_tokens):
+        if not toks:
+            continue  # special: never sampled (the end is decided by the loop)
+        kinds = [tok.split("_")[0] for tok in toks]
+        next_state[i] = index[kinds[-1]]
+        bars_in[i] = kinds.count(BAR_TYPE)
+        has_note[i] = any(k.startswith(NOTE_TYPE_PREFIX) for k in kinds)
+        positions = [_value(t) for t, k in zip(toks, kinds, strict=True) if k == POSITION_TYPE]
+        if positions:
+            first_pos[i], last_pos[i] = positions[0], positions[-1]
+        for s in states:
+            if kinds[0] in graph[s]:
+                allowed[index[s], i] = True
+    bar_types = {BAR_TYPE} if has_bars else set()
+    note_types = {t for t in musical if t.startswith(NOTE_TYPE_PREFIX)}
+    can_end = torch.tensor([BAR_TYPE in graph[s] or not has_bars for s in states])
+    can_end[0] = False  # never end before the first token
+    return Grammar(
+        states=states,
+        allowed=allowed,
+        next_state=next_state,
+        bars_in=bars_in,
+        has_note=has_note,
+        first_pos=first_pos,
+        last_pos=last_pos,
+        can_end=can_end,
+        dist_bar=torch.tensor(_distances(graph, states, bar_types)),
+        dist_note=torch.tensor(_distances(graph, states, note_types)),
+        eos_id=eos_id,
+        has_bars=has_bars,
+    )
+
+
+@dataclass
+class GrammarState:
+    """Per-row decoding state, all tensors (B,)."""
+
+    state: torch.Tensor  # long: grammar state (type of the last base token)
+    bars_done: torch.Tensor  # long: Bar tokens generated so far
+    bar_has_note: torch.Tensor  # bool: the current bar holds a note
+    bar_tokens: torch.Tensor  # long: tokens generated since the last Bar
+    cur_pos: torch.Tensor  # long: last Position value in the current bar, -1 at a bar line
+    notes: torch.Tensor  # long: notes generated so far
+
+    @classmethod
+    def start(
+        cls, rows: int, state: int = 0, bar_has_note: bool = False, cur_pos: int = -1
+    ) -> GrammarState:
+        zeros = torch.zeros(rows, dtype=torch.long)
+        return cls(
+            state=torch.full((rows,), state, dtype=torch.long),
+            bars_done=zeros.clone(),
+            bar_has_note=torch.full((rows,), bar_has_note, dtype=torch.bool),
+            bar_tokens=zeros.clone(),
+            cur_pos=torch.full((rows,), cur_pos, dtype=torch.long),
+            notes=zeros.clone(),
+        )
+
+
+def grammar_mask(
+    g: Grammar, st: GrammarState, target_bars: int | None, max_tokens_per_bar: int
+) -> torch.Tensor:
+    """(B, V) bool: the ids each row may sample now.
+
+    - only ids whose first type may follow the row's state; no special ids;
+    - Position values move forward within a bar;
+    - the end (EOS, or a Bar once `target_bars` bars are done) only after the requested bars,
+      only where a bar line may follow (a whole note) and only once the last bar has a note;
+    - a bar longer than `max_tokens_per_bar` is steered to its bar line (or, in the last bar
+      without a note, to a note) along the shortest path of the type graph, so every piece
+      reaches its length.
+    """
+    allowed = g.allowed[st.state].clone()  # (B, V)
+    starts_with_bar = (g.bars_in > 0).unsqueeze(0)  # (1, V)
+    pos_ok = (g.first_pos < 0).unsqueeze(0) | starts_with_bar
+    pos_ok = pos_ok | (g.first_pos.unsqueeze(0) > st.cur_pos.unsqueeze(1))
+    allowed &= pos_ok
+    fallback = allowed.clone()  # grammar alone, if the steering below leaves nothing
+
+    if target_bars is None or not g.has_bars:
+        long_bar = torch.zeros_like(st.state, dtype=torch.bool)
+        need_note = long_bar
+    else:
+        last_bar = st.bars_done >= target_bars  # (B,)
+        need_note = last_bar & ~st.bar_has_note
+        allowed[need_note] &= ~starts_with_bar.squeeze(0)  # no bar line before a last note
+        end_ok = last_bar & st.bar_has_note & g.can_end[st.state]
+        allowed[:, g.eos_id] = end_ok
+        long_bar = st.bar_tokens >= max_tokens_per_bar
+
+    if bool(long_bar.any()):
+        nxt = g.next_state.unsqueeze(0)  # (1, V)
+        to_bar = starts_with_bar | (g.dist_bar[nxt] < g.dist_bar[st.state].unsqueeze(1))
+        to_note = g.has_note.unsqueeze(0) | (g.dist_note[nxt] < g.dist_note[st.state].unsqueeze(1))
+        steer = torch.where(need_note.unsqueeze(1), to_note, to_bar)  # (B, V)
+        steer[:, g.eos_id] = True
+        allowed = torch.where(long_bar.unsqueeze(1), allowed & steer, allowed)
+
+    empty = ~allowed.any(dim=1)
+    if bool(empty.any()):
+        allowed[empty] = fallback[empty]
+    return allowed
+
+
+def advance(
+    g: Grammar, st: GrammarState, ids: torch.Tensor, target_bars: int | None
+) -> torch.Tensor:
+    """Update the state in place with the sampled ids (B,); return (B,) bool: the row ended
+    with this id (EOS, or a bar line after the requested bars), which is then not kept."""
+    bars = g.bars_in[ids]  # (B,)
+    new_bar = bars > 0
+    ended = ids == g.eos_id
+    if target_bars is not None and g.has_bars:
+        ended |= new_bar & (st.bars_done >= target_bars)
+    note = g.has_note[ids]
+    last_pos = g.last_pos[ids]
+    st.state = g.next_state[ids]
+    st.bars_done = st.bars_done + bars
+    st.bar_has_note = torch.where(new_bar, note, st.bar_has_note | note)
+    st.bar_tokens = torch.where(new_bar, torch.zeros_like(st.bar_tokens), st.bar_tokens + 1)
+    st.cur_pos = torch.where(new_bar | (last_pos >= 0), last_pos, st.cur_pos)
+    st.notes = st.notes + note.long()
+    return ended
+
+
+def mask_scores(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """(B, V) scores, (B, V') allowed -> (B, V); ids beyond the grammar's vocabulary (padding
+    rows of the model's embedding) are never allowed."""
+    vocab = allowed.shape[1]
+    if scores.shape[1] > vocab:
+        pad = torch.zeros(allowed.shape[0], scores.shape[1] - vocab, dtype=torch.bool)
+        allowed = torch.cat([allowed, pad], dim=1)
+    return scores.masked_fill(~allowed[:, : scores.shape[1]], float("-inf"))

@@ -1,0 +1,337 @@
+"""Transcribe: 30-second clips to beat-aligned MIDI with basic-pitch's ICASSP-2022 model.
+
+data/clips/<genre>/<id>.wav -> data/midi/<genre>/<id>.mid, under the stage contract (resumable,
+atomic, manifest, workers, shards). The model runs on onnxruntime directly, one session per
+worker; notes come from basic-pitch's own note creation; the MIDI's tempo map follows the
+beats that librosa finds, so bars and beats in the MIDI fall where the music's do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from midimix.config import CLIPS_DIR, MIDI_DIR, as_mapping, check_choice, check_range, parse_shard
+from midimix.errors import ConfigError, InputError, cli_errors
+from midimix.manifest import STATUS_EMPTY, Item, Manifest, StageSummary, run_items
+from midimix.transcribe_beats import drum_hits, spectral_flatness, track_beats, write_midi
+
+SAMPLE_RATE_HZ = 22050  # basic-pitch's rate
+FFT_HOP = 256  # basic-pitch's model hop: one output frame per 256 samples
+WINDOW_SAMPLES = 2 * SAMPLE_RATE_HZ - FFT_HOP  # the model's input window (just under 2 s)
+OVERLAP_FRAMES = 30  # frames shared by neighbouring windows, as basic-pitch's predict uses
+OVERLAP_SAMPLES = OVERLAP_FRAMES * FFT_HOP
+HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
+TICKS_PER_BEAT = 480
+DRUM_PITCHES = {"kick": 36, "snare": 38, "hihat": 42}  # General MIDI drum map
+TEMPO_MAPS = ("beats", "constant", "off")
+_ONNX_OUTPUTS = ("StatefulPartitionedCall:1", "StatefulPartitionedCall:2", "StatefulPartitionedCall:0")
+_ONNX_INPUT = "serving_default_input_2:0"
+
+
+@dataclass
+class TranscribeConfig:
+    # Note thresholds; defaults chosen on the round-trip set (docs/transcribe.md). basic-pitch's
+    # own defaults are onset 0.5, frame 0.3, 127.7 ms, melodia on.
+    onset_threshold: float = 0.6  # onset activation that starts a note
+    frame_threshold: float = 0.3  # frame activation that keeps a note sounding
+    min_note_ms: float = 127.7  # shorter notes are dropped
+    min_pitch_hz: float | None = None  # ignore notes below (None: the model's range, from A0)
+    max_pitch_hz: float | None = None  # ignore notes above (None: up to C8)
+    melodia: bool = False  # basic-pitch's "melodia trick": extra notes without an onset
+    tempo_map: str = "beats"  # beats: tempo follows tracked beats; constant: one tempo; off: 120
+    hpss: bool = False  # transcribe the harmonic part only, so drums do not become notes
+    drums: bool = False  # add the percussive onsets as a General MIDI drum track
+    max_flatness: float = 0.3  # mean spectral flatness above this: noise, no notes written
+    min_audio_seconds: float = 2.0  # audio shorter than one model window: nothing written
+    batch_windows: int = 1  # model windows per inference call (1 measured fastest on CPU)
+    threads: int = 0  # onnxruntime threads per worker (0: cores / workers)
+    workers: int = 1  # worker processes (one clip each)
+    shard: str | None = None  # "K/N": process only the K-th of N shards
+    progress: bool = True  # progress bar on stderr
+
+    def __post_init__(self) -> None:
+        check_range("onset_threshold", self.onset_threshold, 0.0, 1.0)
+        check_range("frame_threshold", self.frame_threshold, 0.0, 1.0)
+        check_range("min_note_ms", self.min_note_ms, 0.0, 10_000.0)
+        for name in ("min_pitch_hz", "max_pitch_hz"):
+            value = getattr(self, name)
+            if value is not None:
+                check_range(name, value, 20.0, 11_025.0)
+        if self.min_pitch_hz and self.max_pitch_hz and self.min_pitch_hz >= self.max_pitch_hz:
+            raise ConfigError(
+                f"min_pitch_hz ({self.min_pitch_hz}) must be below max_pitch_hz "
+                f"({self.max_pitch_hz})"
+            )
+        check_choice("tempo_map", self.tempo_map, TEMPO_MAPS)
+        check_range("max_flatness", self.max_flatness, 0.0, 1.0)
+        check_range("min_audio_seconds", self.min_audio_seconds, 0.0, 3600.0)
+        check_range("batch_windows", self.batch_windows, 1, 1024)
+        check_range("threads", self.threads, 0, 256)
+        check_range("workers", self.workers, 1, 256)
+        parse_shard(self.shard)
+
+    def params(self) -> dict[str, Any]:
+        """What decides the output (not how fast or where it runs): the manifest's skip key."""
+        skip = {"batch_windows", "threads", "workers", "shard", "progress"}
+        return {k: v for k, v in vars(self).items() if k not in skip}
+
+
+# -- the model ------------------------------------------------------------------------------
+
+_SESSION: Any = None  # one onnxruntime session per process, made by `load_model`
+
+
+def load_model(threads: int = 0) -> Any:
+    """basic-pitch's ONNX model on onnxruntime's CPU provider (loaded once per process)."""
+    global _SESSION
+    if _SESSION is None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads > 0:
+            options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        _SESSION = ort.InferenceSession(
+            str(model_path()), options, providers=["CPUExecutionProvider"]
+        )
+    return _SESSION
+
+
+def model_path() -> Path:
+    import logging
+
+    # basic_pitch warns at import about every backend it does not find; only ONNX is used
+    logging.disable(logging.WARNING)
+    try:
+        from basic_pitch import ICASSP_2022_MODEL_PATH
+    finally:
+        logging.disable(logging.NOTSET)
+    return Path(ICASSP_2022_MODEL_PATH)
+
+
+def window_audio(audio: np.ndarray) -> np.ndarray:
+    """(n_windows, WINDOW_SAMPLES, 1) windows, laid out exactly as basic-pitch's predict does:
+    half an overlap of zeros in front, a hop of WINDOW - OVERLAP, the last window zero-padded."""
+    padded = np.concatenate([np.zeros(OVERLAP_SAMPLES // 2, np.float32), audio])
+    n_windows = max(1, -(-len(padded) // HOP_SAMPLES))
+    windows = np.zeros((n_windows, WINDOW_SAMPLES, 1), np.float32)
+    for k in range(n_windows):
+        segment = padded[k * HOP_SAMPLES : k * HOP_SAMPLES + WINDOW_SAMPLES]
+        windows[k, : len(segment), 0] = segment
+    return windows
+
+
+def run_model(audio: np.ndarray, session: Any, batch_windows: int = 1) -> dict[str, np.ndarray]:
+    """Model activations {"note", "onset": (n_frames, 88), "contour": (n_frames, 264)}."""
+    windows = window_audio(audio)
+    parts: dict[str, list[np.ndarray]] = {"note": [], "onset": [], "contour": []}
+    for start in range(0, len(windows), batch_windows):
+        outputs = session.run(list(_ONNX_OUTPUTS), {_ONNX_INPUT: windows[start : start + batch_windows]})
+        for key, value in zip(("note", "onset", "contour"), outputs, strict=True):
+            parts[key].append(value)
+    half = OVERLAP_FRAMES // 2
+    n_frames = int(np.floor(len(audio) * (SAMPLE_RATE_HZ // FFT_HOP) / SAMPLE_RATE_HZ))
+    out = {}
+    for key, chunks in parts.items():
+        joined = np.concatenate(chunks)[:, half:-half, :]  # (n_windows, frames, bins)
+        out[key] = joined.reshape(-1, joined.shape[2])[:n_frames]
+    return out
+
+
+def activations_to_notes(
+    activations: dict[str, np.ndarray], config: TranscribeConfig
+) -> list[tuple[float, float, int, float]]:
+    """(start s, end s, MIDI pitch, amplitude 0-1) by basic-pitch's own note creation."""
+    from basic_pitch.note_creation import model_output_to_notes
+
+    frames_per_second = SAMPLE_RATE_HZ / FFT_HOP
+    _, events = model_output_to_notes(
+        activations,
+        onset_thresh=config.onset_threshold,
+        frame_thresh=config.frame_threshold,
+        min_note_len=int(np.round(config.min_note_ms / 1000 * frames_per_second)),
+        min_freq=config.min_pitch_hz,
+        max_freq=config.max_pitch_hz,
+        include_pitch_bends=False,  # the MIDI holds no pitch bends: skip computing them
+        melodia_trick=config.melodia,
+    )
+    return [(float(s), float(e), int(p), float(a)) for s, e, p, a, _ in events]
+
+
+# -- the pieces of one clip -----------------------------------------------------------------
+
+
+def load_clip(path: Path) -> tuple[np.ndarray, int]:
+    """Mono float32 audio at 22,050 Hz (resampled if needed) and the file's own rate in Hz."""
+    from midimix.audio import iter_mono, probe
+
+    info = probe(path)
+    blocks = list(iter_mono(path, info, SAMPLE_RATE_HZ))
+    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return audio.astype(np.float32, copy=False), info.sample_rate_hz
+
+
+def audio_end(audio: np.ndarray) -> int:
+    """Samples up to and including the last non-zero one: the rest is prepare's padding."""
+    nonzero = np.flatnonzero(audio)
+    return int(nonzero[-1]) + 1 if len(nonzero) else 0
+
+
+def transcribe_clip(item: Item, config: TranscribeConfig) -> dict[str, Any]:
+    """One clip -> one MIDI file; returns the manifest fields (status "empty" with a reason
+    for silence, noise or a too-short clip, where no MIDI file is written)."""
+    audio, file_rate_hz = load_clip(item.source)
+    record: dict[str, Any] = {}
+    if file_rate_hz != SAMPLE_RATE_HZ:
+        record["resampled_from_hz"] = file_rate_hz
+    audio = audio[: audio_end(audio)]
+    audio_seconds = len(audio) / SAMPLE_RATE_HZ
+    record["audio_seconds"] = round(audio_seconds, 3)
+    item.output.unlink(missing_ok=True)  # an empty result must not leave an older MIDI behind
+    if len(audio) == 0:
+        return _empty(record, "the clip is silent (all samples are zero): nothing to transcribe")
+    if audio_seconds < config.min_audio_seconds:
+        return _empty(
+            record,
+            f"the clip holds {audio_seconds:.2f} s of audio, shorter than the "
+            f"{config.min_audio_seconds:g} s minimum (one model window); use longer clips",
+        )
+    flatness = spectral_flatness(audio, SAMPLE_RATE_HZ)
+    record["spectral_flatness"] = round(flatness, 4)
+    if flatness > config.max_flatness:
+        return _empty(
+            record,
+            f"the clip sounds like noise (spectral flatness {flatness:.2f} > "
+            f"{config.max_flatness:g}): no notes written; raise --max-flatness to transcribe it",
+        )
+    pitched, percussive = audio, audio
+    if config.hpss:
+        import librosa
+
+        pitched, percussive = librosa.effects.hpss(audio)
+    activations = run_model(pitched, load_model(config.threads), config.batch_windows)
+    notes = activations_to_notes(activations, config)
+    beats = track_beats(audio, SAMPLE_RATE_HZ)
+    hits = drum_hits(percussive, SAMPLE_RATE_HZ) if config.drums else []
+    record.update(
+        notes=len(notes),
+        drum_hits=len(hits),
+        tempo_bpm=round(beats.tempo_bpm, 2),
+        beat_confidence=round(beats.confidence, 3),
+        beats=len(beats.times_s),
+    )
+    if not notes and not hits:
+        return _empty(record, "no notes found above the onset and frame thresholds")
+    write_midi(item.output, notes, hits, beats, audio_seconds, config.tempo_map, TICKS_PER_BEAT)
+    return record
+
+
+def _empty(record: dict[str, Any], reason: str) -> dict[str, Any]:
+    return {**record, "status": STATUS_EMPTY, "reason": reason, "output": None}
+
+
+def _init_worker(threads: int) -> None:
+    load_model(threads)
+
+
+def worker_threads(config: TranscribeConfig) -> int:
+    """onnxruntime threads per worker: the cores shared out among the workers."""
+    if config.threads:
+        return config.threads
+    return max(1, (os.cpu_count() or 1) // config.workers)
+
+
+def find_clips(clips_dir: Path | dict[str, Path], midi_dir: Path) -> list[Item]:
+    items = []
+    for genre, folder in as_mapping(clips_dir).items():
+        for wav in sorted(folder.glob("*.wav")):
+            if not wav.name.startswith("."):
+                items.append(Item(wav.stem, genre, wav, midi_dir / genre / f"{wav.stem}.mid"))
+    return items
+
+
+def transcribe(
+    clips_dir: Path | dict[str, Path], midi_dir: Path, config: TranscribeConfig
+) -> StageSummary:
+    """Transcribe every clips_dir/<genre>/*.wav to midi_dir/<genre>/<id>.mid.
+
+    Manifest: midi_dir/manifest.jsonl, one record per clip with notes, tempo_bpm,
+    beat_confidence and, for an empty result, the reason."""
+    from midimix.audio import AudioError
+
+    midi_dir = Path(midi_dir)
+    items = find_clips(clips_dir if isinstance(clips_dir, dict) else Path(clips_dir), midi_dir)
+    from midimix.config import save_config
+
+    save_config(config, midi_dir / "transcribe.json")
+    threads = worker_threads(config)
+    return run_items(
+        "transcribe",
+        items,
+        functools.partial(transcribe_clip, config=config),
+        Manifest(midi_dir / "manifest.jsonl"),
+        config.params(),
+        workers=config.workers,
+        shard=parse_shard(config.shard),
+        known_errors=(AudioError, OSError),
+        initializer=functools.partial(_init_worker, threads),
+        progress=config.progress,
+    )
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = TranscribeConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m midimix.transcribe",
+        description="Transcribe clips/<genre>/*.wav to beat-aligned MIDI with basic-pitch.",
+    )
+    p.add_argument("--clips-dir", type=Path, default=CLIPS_DIR, help="default: %(default)s")
+    p.add_argument("--midi-dir", type=Path, default=MIDI_DIR, help="default: %(default)s")
+    p.add_argument("--onset-threshold", type=float, default=d.onset_threshold)
+    p.add_argument("--frame-threshold", type=float, default=d.frame_threshold)
+    p.add_argument("--min-note-ms", type=float, default=d.min_note_ms)
+    p.add_argument("--min-pitch-hz", type=float, default=d.min_pitch_hz)
+    p.add_argument("--max-pitch-hz", type=float, default=d.max_pitch_hz)
+    p.add_argument("--melodia", action=argparse.BooleanOptionalAction, default=d.melodia)
+    p.add_argument("--tempo-map", choices=TEMPO_MAPS, default=d.tempo_map)
+    p.add_argument("--hpss", action="store_true", help="transcribe the harmonic part only")
+    p.add_argument("--drums", action="store_true", help="add percussive onsets as a drum track")
+    p.add_argument("--max-flatness", type=float, default=d.max_flatness)
+    p.add_argument("--min-audio-seconds", type=float, default=d.min_audio_seconds)
+    p.add_argument("--batch-windows", type=int, default=d.batch_windows)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--workers", type=int, default=d.workers)
+    p.add_argument("--shard", default=None, help="K/N: process only shard K of N")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k not in ("clips_dir", "midi_dir")}
+    options["progress"] = not options.pop("no_progress")
+    config = TranscribeConfig(**options)
+    if not args.clips_dir.is_dir():
+        raise InputError(
+            f"clips folder {args.clips_dir} does not exist; run `python -m midimix.prepare` "
+            "first or pass --clips-dir"
+        )
+    summary = transcribe(args.clips_dir, args.midi_dir, config)
+    print(summary.text())
+    return summary.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

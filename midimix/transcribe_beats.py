@@ -1,0 +1,154 @@
+"""Helpers of `midimix.transcribe`: beat tracking, the tempo map, drum onsets, MIDI writing.
+
+The tempo map makes every tracked beat one quarter note: tick = 480 x (beat index at that
+time), interpolated linearly between beats, so the MIDI's beat grid is the music's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from midimix.manifest import atomic_path
+
+HOP_SAMPLES = 512  # librosa's default hop for onset envelopes: 23 ms at 22,050 Hz
+DEFAULT_BPM = 120.0  # basic-pitch's fixed tempo, used when no beat is found
+
+
+@dataclass(frozen=True)
+class Beats:
+    tempo_bpm: float  # median of the beat-to-beat tempo (or librosa's estimate with < 2 beats)
+    times_s: np.ndarray  # beat times in seconds, rising
+    confidence: float  # 0-1: how much onset strength sits on the beats rather than between
+
+
+def track_beats(audio: np.ndarray, sample_rate_hz: int) -> Beats:
+    import librosa
+
+    envelope = librosa.onset.onset_strength(y=audio, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
+    tempo, frames = librosa.beat.beat_track(
+        onset_envelope=envelope, sr=sample_rate_hz, hop_length=HOP_SAMPLES
+    )
+    times_s = librosa.frames_to_time(frames, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
+    if len(times_s) >= 2:
+        tempo_bpm = float(60.0 / np.median(np.diff(times_s)))
+    else:
+        tempo_bpm = float(np.atleast_1d(tempo)[0]) or DEFAULT_BPM
+    return Beats(tempo_bpm, np.asarray(times_s, float), beat_confidence(envelope, frames))
+
+
+def beat_confidence(envelope: np.ndarray, beat_frames: np.ndarray) -> float:
+    """1 - (mean onset strength) / (mean onset strength on the beats), floored at 0.
+
+    A steady beat puts its onsets on the tracked beats (about 0.6-0.9 for rendered music);
+    rubato or noise spreads them evenly (near 0)."""
+    if len(beat_frames) < 2 or envelope.mean() <= 0:
+        return 0.0
+    # allow one frame of jitter on either side of each beat
+    near = np.maximum.reduce([envelope[np.clip(beat_frames + d, 0, len(envelope) - 1)] for d in (-1, 0, 1)])
+    return float(max(0.0, 1.0 - envelope.mean() / max(near.mean(), 1e-9)))
+
+
+def spectral_flatness(audio: np.ndarray, sample_rate_hz: int) -> float:
+    """Median spectral flatness over frames with sound: near 1 for white noise, near 0 for
+    tones. Frames of silence are left out so that rests do not look like noise."""
+    import librosa
+
+    flat = librosa.feature.spectral_flatness(y=audio, n_fft=2048, hop_length=2048)[0]
+    rms = librosa.feature.rms(y=audio, frame_length=2048, hop_length=2048)[0]
+    loud = rms > 0.1 * rms.max() if rms.max() > 0 else np.zeros_like(rms, bool)
+    return float(np.median(flat[loud])) if loud.any() else 0.0
+
+
+def beat_grid(beats: Beats, end_s: float) -> np.ndarray:
+    """Grid times in s, one a quarter note, starting at 0 and reaching past `end_s`.
+
+    The tracked beats are extended before the first and after the last with the nearest
+    beat interval; the stretch from 0 to the first grid point counts as one beat and is kept
+    between half and one and a half beat intervals long."""
+    times = beats.times_s
+    if len(times) < 2:
+        step = 60.0 / (beats.tempo_bpm or DEFAULT_BPM)
+        return np.arange(0.0, end_s + 2 * step, step)
+    first_step, last_step = times[1] - times[0], times[-1] - times[-2]
+    before = times[0] - first_step * np.arange(int(times[0] // first_step) + 1, 0, -1)
+    after = times[-1] + last_step * np.arange(1, int(max(end_s - times[-1], 0) // last_step) + 3)
+    grid = np.concatenate([before, times, after])
+    grid = grid[grid >= 0.5 * first_step]
+    return np.concatenate([[0.0], grid])
+
+
+def seconds_to_ticks(times_s: np.ndarray, grid_s: np.ndarray, ticks_per_beat: int) -> np.ndarray:
+    beats = np.interp(times_s, grid_s, np.arange(len(grid_s), dtype=float))
+    return np.round(beats * ticks_per_beat).astype(np.int64)
+
+
+def drum_hits(percussive: np.ndarray, sample_rate_hz: int) -> list[tuple[float, int, int]]:
+    """(time s, GM drum pitch, velocity) for each percussive onset: kick, snare or hi-hat by
+    where the onset's energy lies (below 150 Hz, 150 Hz-5 kHz, above 5 kHz)."""
+    import librosa
+
+    onsets_s = librosa.onset.onset_detect(
+        y=percussive, sr=sample_rate_hz, hop_length=HOP_SAMPLES, units="time", backtrack=False
+    )
+    if len(onsets_s) == 0:
+        return []
+    spectrum = np.abs(librosa.stft(percussive, n_fft=1024, hop_length=HOP_SAMPLES))
+    freqs_hz = librosa.fft_frequencies(sr=sample_rate_hz, n_fft=1024)
+    frames = librosa.time_to_frames(onsets_s, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
+    frames = np.clip(frames, 0, spectrum.shape[1] - 1)
+    bands = [freqs_hz < 150, (freqs_hz >= 150) & (freqs_hz < 5000), freqs_hz >= 5000]
+    pitches = (36, 38, 42)
+    energy = np.stack([spectrum[band][:, frames].sum(axis=0) for band in bands])  # (3, n)
+    # weight the bands so that a flat spectrum does not always pick the widest band
+    widths = np.array([band.sum() for band in bands], float)
+    kinds = np.argmax(energy / widths[:, None], axis=0)
+    total = energy.sum(axis=0)
+    velocity = np.clip(np.round(40 + 87 * total / max(total.max(), 1e-9)), 1, 127)
+    return [(float(t), pitches[k], int(v)) for t, k, v in zip(onsets_s, kinds, velocity, strict=True)]
+
+
+def write_midi(
+    path: Path,
+    notes: list[tuple[float, float, int, float]],
+    hits: list[tuple[float, int, int]],
+    beats: Beats,
+    end_s: float,
+    tempo_map: str,
+    ticks_per_beat: int,
+) -> None:
+    """Write the notes (and drum hits) with a tempo map: "beats" follows the tracked beats,
+    "constant" uses the tracked tempo throughout, "off" writes 120 BPM as basic-pitch does."""
+    import symusic
+
+    if tempo_map == "beats":
+        grid = beat_grid(beats, end_s)
+    else:
+        bpm = beats.tempo_bpm if tempo_map == "constant" else DEFAULT_BPM
+        step = 60.0 / bpm
+        grid = np.arange(0.0, end_s + 2 * step, step)
+    score = symusic.Score(ticks_per_beat)
+    qpm = 60.0 / np.diff(grid)
+    for k, value in enumerate(qpm):
+        if k == 0 or abs(value - qpm[k - 1]) > 1e-3:
+            score.tempos.append(symusic.Tempo(k * ticks_per_beat, float(round(value, 3))))
+    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+    if notes:
+        track = symusic.Track("transcription", 0, False)
+        starts = seconds_to_ticks(np.array([n[0] for n in notes]), grid, ticks_per_beat)
+        ends = seconds_to_ticks(np.array([n[1] for n in notes]), grid, ticks_per_beat)
+        for (_, _, pitch, amplitude), start, end in zip(notes, starts, ends, strict=True):
+            velocity = int(np.clip(np.round(127 * amplitude), 1, 127))
+            track.notes.append(symusic.Note(int(start), max(int(end - start), 1), pitch, velocity))
+        track.notes.sort(key=lambda n: (n.time, n.pitch))
+        score.tracks.append(track)
+    if hits:
+        kit = symusic.Track("drums", 0, True)
+        ticks = seconds_to_ticks(np.array([h[0] for h in hits]), grid, ticks_per_beat)
+        duration = ticks_per_beat // 8
+        for (_, pitch, velocity), tick in zip(hits, ticks, strict=True):
+            kit.notes.append(symusic.Note(int(tick), duration, pitch, velocity))
+        score.tracks.append(kit)
+    with atomic_path(path) as tmp:
+        score.dump_midi(str(tmp))

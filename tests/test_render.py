@@ -1,0 +1,244 @@
+"""Rendering with the real FluidSynth and the system General MIDI SoundFont."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile as sf
+import symusic
+
+from midimix.drums import SNARE, DrumStyle, drum_track
+from midimix.errors import ConfigError, InputError
+from midimix.lofi import LofiConfig, apply_chain, build_chain
+from midimix.manifest import Manifest
+from midimix.render import (
+    DRUM_BANK,
+    RenderConfig,
+    Renderer,
+    channel_volume,
+    find_soundfont,
+    main,
+    normalise_loudness,
+    parse_genre_mix,
+    plan_layers,
+    render,
+    render_file,
+    render_many,
+)
+
+RATE_HZ = 22_050  # half the default rate keeps the tests quick
+TPQ = 480
+QPM = 120.0  # 0.5 s per quarter note
+TAIL_SECONDS = 0.5
+
+
+def make_midi(path: Path, quarters: int, pitches: tuple[int, ...] = (60, 64, 67)) -> Path:
+    """Chords of `pitches`, one per quarter note, at 120 BPM: `quarters` * 0.5 s long."""
+    score = symusic.Score(TPQ)
+    score.tempos.append(symusic.Tempo(0, QPM))
+    track = symusic.Track("piano", program=0)
+    for q in range(quarters):
+        for pitch in pitches:
+            track.notes.append(symusic.Note(q * TPQ, TPQ, pitch, 90))
+    score.tracks.append(track)
+    score.dump_midi(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def midi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("midi")
+    make_midi(folder / "four_seconds.mid", 8)
+    make_midi(folder / "two_seconds.mid", 4, pitches=(48, 55, 64))
+    empty = symusic.Score(TPQ)
+    empty.tracks.append(symusic.Track("empty", program=0))
+    empty.dump_midi(str(folder / "no_notes.mid"))
+    (folder / "not_midi.mid").write_text("this is a text file, not MIDI\n")
+    good = (folder / "four_seconds.mid").read_bytes()
+    (folder / "truncated.mid").write_bytes(good[: len(good) // 2])
+    return folder
+
+
+def config(**changes: object) -> RenderConfig:
+    base: dict[str, object] = {"sample_rate_hz": RATE_HZ, "tail_seconds": TAIL_SECONDS}
+    base.update(changes)
+    return RenderConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(config(drums="off"))
+
+
+def test_known_notes_render_to_the_expected_sample_count(midi_dir: Path, tmp_path: Path) -> None:
+    out = render(midi_dir / "four_seconds.mid", tmp_path / "a.wav", config())
+    info = sf.info(str(out))
+    assert info.samplerate == RATE_HZ and info.channels == 2
+    assert info.frames == round((4.0 + TAIL_SECONDS) * RATE_HZ)  # last note ends at 4.0 s
+    audio, _ = sf.read(str(out))
+    for second in range(4):  # a chord sounds in every second of the piece
+        chunk = audio[second * RATE_HZ : (second + 1) * RATE_HZ]
+        assert 20 * np.log10(np.sqrt(np.mean(chunk**2))) > -40.0
+
+
+@pytest.mark.parametrize("target_lufs", [-16.0, -23.0])
+def test_output_loudness_is_within_1_lu_of_the_target(
+    midi_dir: Path, tmp_path: Path, target_lufs: float
+) -> None:
+    cfg = config(genre_weights={"lofi": 1.0}, target_lufs=target_lufs, format="flac")
+    out = render(midi_dir / "four_seconds.mid", tmp_path / "a.flac", cfg)
+    audio, rate = sf.read(str(out))
+    assert pyloudnorm.Meter(rate).integrated_loudness(audio) == pytest.approx(target_lufs, abs=1.0)
+    assert np.max(np.abs(audio)) <= 10 ** (-1 / 20) + 1e-4  # peaks at or under -1 dBFS
+
+
+def test_lofi_amount_zero_gives_the_clean_render(midi_dir: Path, tmp_path: Path) -> None:
+    # Fresh synthesizers on both sides: FluidSynth reuses voices, and the first attack of a
+    # file depends slightly on what the reused voices played before.
+    cfg = config(genre_weights={"lofi": 1.0}, lofi_amount=0.0, drums="off", bit_depth=24)
+    out = tmp_path / "zero.wav"
+    with Renderer(cfg) as lofi_zero:
+        lofi_zero.render(midi_dir / "four_seconds.mid", out)
+    with Renderer(cfg) as clean_renderer:
+        clean, _, _ = clean_renderer.synthesize(midi_dir / "four_seconds.mid")
+    expected, _ = normalise_loudness(clean, RATE_HZ, cfg.target_lufs, cfg.peak_dbfs)
+    written, _ = sf.read(str(out), dtype="float32")
+    assert written.shape == expected.shape
+    assert np.max(np.abs(written - expected)) < 1e-4
+    # and the full chain does change it, by far more than that
+    wet = apply_chain(build_chain(LofiConfig(), 1.0, RATE_HZ), clean.T, RATE_HZ).T
+    assert np.max(np.abs(wet - clean)) > 1e-2
+
+
+def test_mix_weights_pick_and_balance_the_instruments(renderer: Renderer, midi_dir: Path) -> None:
+    cfg = config(genre_weights=parse_genre_mix("lofi=0.7,classical=0.3"))
+    renderer.config = cfg
+    score, layers, drums_added = renderer.prepare(midi_dir / "four_seconds.mid")
+    melodic = {(layer.program, round(layer.gain, 3)) for layer in layers if layer.bank == 0}
+    assert melodic == {(4, 0.7), (0, 0.3)}  # Rhodes at 0.7, grand piano at 0.3
+    assert drums_added and [(x.bank, x.program) for x in layers if x.bank == DRUM_BANK] == [
+        (DRUM_BANK, 25)
+    ]
+    assert channel_volume(1.0) == 127 and channel_volume(0.25) == 64  # amplitude = (cc/127)^2
+    classical = plan_layers(score, config(genre_weights={"classical": 1.0}, strings=True))
+    # piano and strings; the added drum track keeps the file's kit below the lo-fi threshold
+    assert {(bank, program) for _, bank, program, _ in classical} == {(0, 0), (0, 48), (128, 0)}
+
+
+@pytest.mark.parametrize(
+    ("weights", "mode", "expected"),
+    [
+        ({"lofi": 0.7, "classical": 0.3}, "auto", True),
+        ({"lofi": 0.3, "classical": 0.7}, "auto", False),
+        ({"classical": 1.0}, "on", True),
+        ({"lofi": 1.0}, "off", False),
+    ],
+)
+def test_drums_follow_the_mode_and_lofi_weight(
+    weights: dict[str, float], mode: str, expected: bool
+) -> None:
+    assert config(genre_weights=weights, drums=mode).wants_drums(False) is expected
+    assert config(genre_weights=weights, drums=mode).wants_drums(True) is False
+
+
+def test_drum_pattern_is_at_the_piece_tempo_with_a_laid_back_snare() -> None:
+    score = symusic.Score(TPQ)
+    score.tempos.append(symusic.Tempo(0, 90.0))
+    bars = 16
+    track = drum_track(score, bars * 4 * TPQ, DrumStyle(seed=1))
+    assert track.is_drum and track.note_num() == bars * 13  # 3 kicks, 2 snares, 8 hats a bar
+    snares = [n.time for n in track.notes if n.pitch == SNARE]
+    beat_ticks = [(b * 4 + s) * TPQ for b in range(bars) for s in (1, 3)]  # beats 2 and 4
+    late_ms = (np.array(snares) - np.array(beat_ticks)) / TPQ * (60_000 / 90.0)
+    assert np.median(late_ms) == pytest.approx(18.0, abs=4.0)
+
+
+def test_render_many_is_resumable_and_records_failures(midi_dir: Path, tmp_path: Path) -> None:
+    inputs = [midi_dir / name for name in ("two_seconds.mid", "no_notes.mid", "not_midi.mid")]
+    cfg = config(genre_weights={"lofi": 1.0})
+    first = render_many(inputs, tmp_path, cfg, progress=False)
+    assert (first.done, first.failed) == (1, 2)
+    reasons = dict(first.failures)
+    assert "has no notes" in reasons["no_notes"] and "not a MIDI file" in reasons["not_midi"]
+    assert sf.info(str(tmp_path / "two_seconds.wav")).frames == round(2.5 * RATE_HZ)
+    again = render_many(inputs, tmp_path, cfg, progress=False)
+    assert (again.done, again.skipped, again.failed) == (0, 1, 2)
+    assert Manifest(tmp_path / "manifest.jsonl").records()["two_seconds"]["status"] == "ok"
+
+
+def test_cli_renders_one_file(midi_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli.wav"
+    args = [str(midi_dir / "two_seconds.mid"), "-o", str(out), "--sample-rate", str(RATE_HZ)]
+    assert main([*args, "--genre-mix", "lofi=0.7,classical=0.3", "--tail-seconds", "0.5"]) == 0
+    assert "lo-fi amount 0.70, drums added" in capsys.readouterr().out
+    assert sf.info(str(out)).frames == round(2.5 * RATE_HZ)
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "message"),
+    [
+        ("no_notes.mid", [], "has no notes"),
+        ("not_midi.mid", [], "is not a MIDI file"),
+        ("truncated.mid", [], "is corrupt"),
+        ("four_seconds.mid", ["--lofi-keys-program", "128"], r"lofi_keys_program must be in \[0, 127\]"),
+        ("four_seconds.mid", ["--lofi-drum-kit", "-1"], r"lofi_drum_kit must be in \[0, 127\]"),
+        ("four_seconds.mid", ["--genre-mix", "lofi=abc"], "GENRE=WEIGHT"),
+        ("four_seconds.mid", ["--max-seconds", "2"], "longer than max_seconds=2"),
+    ],
+)
+def test_bad_input_gives_one_clear_line_and_exit_2(
+    midi_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    extra: list[str],
+    message: str,
+) -> None:
+    code = main([str(midi_dir / name), "-o", str(tmp_path / "x.wav"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert pytest.importorskip("re").search(message, err)
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_two_hour_midi_is_refused_before_any_audio_is_made(tmp_path: Path) -> None:
+    score = symusic.Score(TPQ)
+    score.tempos.append(symusic.Tempo(0, QPM))
+    track = symusic.Track("piano", program=0)
+    track.notes.append(symusic.Note(2 * 3600 * 2 * TPQ, TPQ, 60, 90))  # a note at 2 hours
+    score.tracks.append(track)
+    score.dump_midi(str(tmp_path / "long.mid"))
+    with pytest.raises(InputError, match="lasts 7200 s, longer than max_seconds=1200"):
+        render_file(tmp_path / "long.mid", tmp_path / "long.wav", config())
+
+
+def test_soundfont_search_and_bad_soundfonts(
+    midi_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = find_soundfont()
+    assert system.is_file() and system.suffix == ".sf2"
+    monkeypatch.setenv("MIDIMIX_SOUNDFONT", str(system))
+    assert find_soundfont() == system
+    with pytest.raises(InputError, match="no SoundFont file at .*apt-get install fluid-soundfont-gm"):
+        find_soundfont(tmp_path / "missing.sf2")
+    not_sf2 = tmp_path / "notes.sf2"
+    not_sf2.write_text("not a soundfont")
+    with pytest.raises(InputError, match="is not a SoundFont"):
+        Renderer(config(soundfont=not_sf2))
+    truncated = tmp_path / "truncated.sf2"
+    truncated.write_bytes(system.read_bytes()[:4096])  # a real header, then nothing
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        Renderer(config(soundfont=truncated))
+    code = main([str(midi_dir / "two_seconds.mid"), "--soundfont", str(truncated)])
+    assert code == 2
+
+
+def test_config_checks_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="drums must be one of auto, on, off; got 'maybe'"):
+        config(drums="maybe")
+    with pytest.raises(ConfigError, match="bit_depth must be 16 or 24, got 8"):
+        config(bit_depth=8)
+    assert parse_genre_mix("lofi,classical") == {"lofi": 0.5, "classical": 0.5}
