@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import symusic
 
@@ -33,9 +34,9 @@ def make_piece(path: Path, seed: int) -> None:
     """30 s at 90 BPM: a chord per beat in the left hand, eighth-note melody in the right."""
     rnd = random.Random(seed)
     tpq, qpm = 480, 90.0
-    score = symusic.Score(tpq)
+    score: Any = symusic.Score(tpq)  # symusic's stubs know no attributes
     score.tempos.append(symusic.Tempo(0, qpm))
-    track = symusic.Track("piano", program=0)
+    track: Any = symusic.Track("piano", program=0)
     for beat in range(int(PIECE_SECONDS * qpm / 60)):
         root = 48 + rnd.choice([0, 5, 7, 9])
         for pitch in (root, root + 4, root + 7):
@@ -97,16 +98,20 @@ def main() -> None:
                 times[name].append(timed(fn))
     audio_seconds = args.files * PIECE_SECONDS
     medians = {name: statistics.median(values) for name, values in times.items()}
-    print(f"{args.files} files x {PIECE_SECONDS:.0f} s at {RATE_HZ} Hz, SoundFont {soundfont}, "
-          f"median of {args.rounds} rounds")
+    print(
+        f"{args.files} files x {PIECE_SECONDS:.0f} s at {RATE_HZ} Hz, SoundFont {soundfont}, "
+        f"median of {args.rounds} rounds"
+    )
     for name, seconds in medians.items():
         print(f"  {name:<28} {seconds:7.2f} s   {audio_seconds / seconds:6.1f}x real time")
     cli = medians["fluidsynth CLI (defaults)"]
     cli_dry = medians["fluidsynth CLI (-R 0 -C 0)"]
     ours = medians["midimix clean"]
     realtime = audio_seconds / medians["midimix + lo-fi chain"]
-    print(f"speed-up, clean render vs CLI defaults: {cli / ours:.2f}x "
-          f"(target >= {TARGET_SPEEDUP:g}x); vs CLI without reverb/chorus: {cli_dry / ours:.2f}x")
+    print(
+        f"speed-up, clean render vs CLI defaults: {cli / ours:.2f}x "
+        f"(target >= {TARGET_SPEEDUP:g}x); vs CLI without reverb/chorus: {cli_dry / ours:.2f}x"
+    )
     print(f"render + full lo-fi chain: {realtime:.1f}x real time (target >= {TARGET_REALTIME:g}x)")
 
 

@@ -109,13 +109,18 @@ def build_corpus(root: Path, pieces: int) -> Path:
     return midi
 
 
-def time_it(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
+def time_pair(first, second, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Median seconds of two callables, run alternately after one warm-up each, so that the
+    load of a shared machine falls on both alike."""
+    first()
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, out in ((first, times[0]), (second, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def bench_throughput(midi: Path, work: Path, repeats: int) -> None:
@@ -134,8 +139,7 @@ def bench_throughput(midi: Path, work: Path, repeats: int) -> None:
         shutil.rmtree(out, ignore_errors=True)
         tokenize(midi, out, config)
 
-    t_direct = time_it(run_direct, repeats)
-    t_stage = time_it(run_stage, repeats)
+    t_direct, t_stage = time_pair(run_direct, run_stage, repeats)
     print(f"throughput on {len(files)} files (median of {repeats}):")
     print(f"  miditok REMI.encode     {t_direct:.3f} s  ({len(files) / t_direct:.0f} files/s)")
     print(f"  midimix tokenize stage  {t_stage:.3f} s  ({len(files) / t_stage:.0f} files/s)")

@@ -182,7 +182,7 @@ def collect(
         progress=config.progress,
         hash_inputs=lambda item: str(item.extra["sha256"]),
     )
-    if ignored and config.progress:
+    if ignored:  # said once, not per file: cover art and playlists are common in music folders
         print(f"collect: ignored {ignored} files that are not audio by extension", file=sys.stderr)
     return summary
 

@@ -8,9 +8,14 @@ seeded random shifts of timing and velocity keep it from sounding like a machine
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import symusic
+
+# symusic's type stubs are generic placeholders that know no attributes: plain Any here
+Score = Any
+Track = Any
 
 KICK, SIDE_STICK, SNARE, CLOSED_HAT, OPEN_HAT = 36, 37, 38, 42, 46  # General MIDI drum keys
 
@@ -35,19 +40,19 @@ class DrumStyle:
     seed: int = 0
 
 
-def score_tempo_qpm(score: symusic.Score) -> float:
+def score_tempo_qpm(score: Score) -> float:
     """The tempo in quarter notes per minute at the start (120, MIDI's default, if none)."""
     return float(score.tempos[0].qpm) if len(score.tempos) else 120.0
 
 
-def drum_track(score: symusic.Score, end_tick: int, style: DrumStyle | None = None) -> symusic.Track:
+def drum_track(score: Score, end_tick: int, style: DrumStyle | None = None) -> Track:
     """A drum track (channel 10) for a tick-time `score`, bars from 0 up to `end_tick`."""
     style = style or DrumStyle()
     rng = np.random.default_rng(style.seed)
     tpq = score.ticks_per_quarter
     ticks_per_ms = score_tempo_qpm(score) / 60.0 * tpq / 1000.0
     bar_ticks = 4 * tpq  # 4/4 whatever the score says: the pattern is one 4/4 bar
-    track = symusic.Track("laid-back drums", program=0, is_drum=True)
+    track: Track = symusic.Track("laid-back drums", program=0, is_drum=True)
     hit_ticks = max(1, tpq // 8)
     for bar_start in range(0, max(end_tick, 1), bar_ticks):
         for key, step, velocity in BAR_PATTERN:
@@ -64,5 +69,5 @@ def drum_track(score: symusic.Score, end_tick: int, style: DrumStyle | None = No
     return track
 
 
-def has_drums(score: symusic.Score) -> bool:
+def has_drums(score: Score) -> bool:
     return any(track.is_drum and track.note_num() for track in score.tracks)

@@ -18,6 +18,7 @@ through the render stage.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import math
 import platform
@@ -204,9 +205,9 @@ def parse_schedule(text: str, genres: list[str]) -> list[tuple[float, dict[str, 
     elif "@" in text:
         specs, places = [], []
         for part in (p.strip() for p in text.split(",")):
-            spec, sep, place = part.rpartition("@")
+            spec, sep, place_text = part.rpartition("@")
             try:
-                value = float(place)
+                value = float(place_text)
             except ValueError:
                 value = math.nan
             if not sep or not spec.strip() or not 0.0 <= value <= 1.0:
@@ -430,7 +431,7 @@ def _prompt_state(grammar: Grammar, prompt: list[int], rows: int, device: Any) -
 
     from midimix.sampling import GrammarState, advance
 
-    st = GrammarState.start(1)
+    st = GrammarState.start(1, bar_limit=grammar.default_bar_positions)
     for token in prompt:
         advance(grammar, st, torch.tensor([token]), None)
     state = GrammarState.start(
@@ -438,15 +439,14 @@ def _prompt_state(grammar: Grammar, prompt: list[int], rows: int, device: Any) -
         state=int(st.state[0]),
         bar_has_note=bool(st.bar_has_note[0]),
         cur_pos=int(st.cur_pos[0]),
+        bar_limit=int(st.bar_limit[0]),
     )
-    for name in ("state", "bars_done", "bar_has_note", "bar_tokens", "cur_pos", "notes"):
-        setattr(state, name, getattr(state, name).to(device))
+    for f in dataclasses.fields(state):
+        setattr(state, f.name, getattr(state, f.name).to(device))
     return state
 
 
 def grammar_to(grammar: Grammar, device: Any) -> Grammar:
-    import dataclasses
-
     import torch
 
     moved = {
@@ -463,7 +463,9 @@ def tokenizer_grammar(tokenizer: GenreTokenizer) -> Grammar:
 
     types = tokenizer.token_types()
     base = [[] if t == SPECIAL_TYPE else tokenizer.base_tokens(i) for i, t in enumerate(types)]
-    return build_grammar(base, tokenizer.miditok.tokens_types_graph, tokenizer.eos_id)
+    graph = tokenizer.miditok.tokens_types_graph
+    positions_per_beat = int(tokenizer.miditok.config.max_num_pos_per_beat)
+    return build_grammar(base, graph, tokenizer.eos_id, positions_per_beat)
 
 
 # ---------------------------------------------------------------------------------------
@@ -583,8 +585,11 @@ def weight_table(
             check_genres(config.genre_mix, genres)
             mix = config.genre_mix
         table = torch.tensor([[mix.get(g, 0.0) for g in genres]]).repeat(n_bars, 1)
-    used = [i for i in range(len(genres)) if bool((table[:, i] > 0).any())]
-    return [genres[i] for i in used], table[:, used]
+    named = list(config.genre_mix or {})
+    order = named + [g for g in genres if g not in named]  # the user's order names the files
+    table = table[:, [genres.index(g) for g in order]]
+    used = [i for i in range(len(order)) if bool((table[:, i] > 0).any())]
+    return [order[i] for i in used], table[:, used]
 
 
 def package_versions() -> dict[str, str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pedalboard as pb
+from scipy import signal
 
 from midimix.config import check_range
 
@@ -111,12 +112,13 @@ class WowFlutter:
 
     def __call__(self, audio: np.ndarray, sample_rate_hz: float) -> np.ndarray:
         n = audio.shape[-1]
-        t_seconds = np.arange(n) / sample_rate_hz
+        t_seconds = np.arange(n, dtype=np.float64) / sample_rate_hz
         read_at = np.arange(n) - self.delay_seconds(t_seconds) * sample_rate_hz
-        out = np.empty_like(audio)
-        for ch in range(audio.shape[0]):
-            out[ch] = np.interp(read_at, np.arange(n), audio[ch], left=0.0)
-        return out
+        read_at = np.clip(read_at, 0, n - 1)
+        index = np.minimum(read_at.astype(np.int64), n - 2)
+        frac = (read_at - index).astype(np.float32)
+        # linear interpolation between neighbours, all channels at once
+        return audio[:, index] * (1 - frac) + audio[:, index + 1] * frac
 
 
 class VinylNoise:
@@ -137,11 +139,14 @@ class VinylNoise:
         if clicks:
             at = rng.integers(0, n, clicks)
             # click heights spread over ~20 dB, half of them inverted
-            out[at] = self.crackle_gain * rng.choice([-1.0, 1.0], clicks) * rng.uniform(0.1, 1, clicks)
-            decay = np.exp(-np.arange(int(0.002 * sample_rate_hz)) / (0.0003 * sample_rate_hz))
-            out = np.convolve(out, decay)[:n]  # each click rings for ~2 ms
+            out[at] = (
+                self.crackle_gain * rng.choice([-1.0, 1.0], clicks) * rng.uniform(0.1, 1, clicks)
+            )
+            # each click rings down with a 0.3 ms time constant (a one-pole filter)
+            pole = math.exp(-1.0 / (0.0003 * sample_rate_hz))
+            out = signal.lfilter([1.0], [1.0, -pole], out)
         if self.hiss_gain:
-            out += self.hiss_gain * rng.standard_normal(n)
+            out += self.hiss_gain * rng.standard_normal(n, dtype=np.float32)
         return out.astype(np.float32)
 
     def __call__(self, audio: np.ndarray, sample_rate_hz: float) -> np.ndarray:
@@ -149,8 +154,16 @@ class VinylNoise:
 
 
 def saturation(drive_db: float) -> Effect:
-    """Soft tanh saturation with its small-signal gain taken back out, so the level stays."""
-    return pb.Pedalboard([pb.Distortion(drive_db=drive_db), pb.Gain(gain_db=-drive_db)])
+    """Soft tanh saturation with its small-signal gain taken back out, so the level stays.
+
+    The same curve as pedalboard's Distortion followed by Gain(-drive_db), in numpy: one
+    vectorised tanh is several times faster than the two plugins."""
+    drive = db_to_gain(drive_db)
+
+    def saturate(audio: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+        return np.tanh(audio * drive) / drive
+
+    return saturate
 
 
 def _scaled_log(full: float, open_value: float, amount: float) -> float:

@@ -14,10 +14,12 @@ A checkpoint folder holds:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,21 @@ META_FILE = "midimix.json"
 TOKENIZER_FILE = "tokenizer.json"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+CAUSAL_LM_LOSS = "ForCausalLM"  # transformers' loss name; GPT-2 leaves it unset and warns
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No per-file progress bars from transformers while saving or loading a checkpoint."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
 
 
 @dataclass(frozen=True)
@@ -101,7 +118,9 @@ def build_model(
         eos_token_id=eos_id,
         pad_token_id=pad_id,
     )
-    return GPT2LMHeadModel(config)
+    model = GPT2LMHeadModel(config)
+    model.loss_type = CAUSAL_LM_LOSS
+    return model
 
 
 def model_config_of(model: GPT2LMHeadModel) -> ModelConfig:
@@ -133,7 +152,8 @@ def save_checkpoint(
     meta = {"genres": list(tokenizer.genres), **meta}
     try:
         tmp.mkdir()
-        model.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
         tokenizer.save(tmp)
         _write_meta(tmp, meta)
         # Two renames: the old folder steps aside, the new one takes its name.
@@ -206,7 +226,8 @@ def load_checkpoint(
             f"train again or copy the tokenizer.json the model was trained with"
         ) from error
     try:
-        model = GPT2LMHeadModel.from_pretrained(folder, local_files_only=True)
+        with quiet_transformers():
+            model = GPT2LMHeadModel.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise MidimixError(
@@ -225,6 +246,7 @@ def load_checkpoint(
             f"checkpoint {folder}: {META_FILE} lists genres {genres} but {TOKENIZER_FILE} has "
             f"{list(tokenizer.genres)}; the tokenizer is not the one the model was trained with"
         )
+    model.loss_type = CAUSAL_LM_LOSS
     model.to(device)
     model.eval()
     return model, tokenizer, meta

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -31,8 +31,9 @@ from midimix.errors import ConfigError, DependencyError, InputError, ItemError, 
 from midimix.lofi import LofiConfig, apply_chain, build_chain, db_to_gain
 from midimix.manifest import Item, Manifest, StageSummary, atomic_path, atomic_write_json, run_items
 
-if TYPE_CHECKING:
-    import symusic
+# symusic's type stubs are generic placeholders that know no attributes: plain Any here
+Score = Any
+Track = Any
 
 SOUNDFONT_ENV = "MIDIMIX_SOUNDFONT"
 SYSTEM_SOUNDFONTS = (
@@ -128,7 +129,9 @@ class RenderConfig:
         strings = self.strings_program if self.strings else None
         return {
             LOFI_GENRE: Palette(self.lofi_keys_program, self.lofi_bass_program, self.lofi_drum_kit),
-            "classical": Palette(self.classical_keys_program, self.classical_bass_program, None, strings),
+            "classical": Palette(
+                self.classical_keys_program, self.classical_bass_program, None, strings
+            ),
         }
 
     @property
@@ -163,8 +166,7 @@ def parse_genre_mix(text: str) -> dict[str, float]:
             weights[name.strip()] = float(value) if sep else 1.0
         except ValueError:
             raise ConfigError(
-                f"--genre-mix expects GENRE=WEIGHT pairs like lofi=0.7,classical=0.3; "
-                f"got {part!r}"
+                f"--genre-mix expects GENRE=WEIGHT pairs like lofi=0.7,classical=0.3; got {part!r}"
             ) from None
     return normalise_weights(weights)
 
@@ -188,11 +190,16 @@ def _candidate_dirs() -> list[Path]:
 
 def find_soundfont(explicit: Path | None = None) -> Path:
     """The SoundFont to use: `explicit`, $MIDIMIX_SOUNDFONT, soundfonts/, then the system's."""
-    for given, origin in ((explicit, "--soundfont"), (os.environ.get(SOUNDFONT_ENV), SOUNDFONT_ENV)):
+    for given, origin in (
+        (explicit, "--soundfont"),
+        (os.environ.get(SOUNDFONT_ENV), SOUNDFONT_ENV),
+    ):
         if given:
             path = Path(given).expanduser()
             if not path.is_file():
-                raise InputError(f"no SoundFont file at {path} (from {origin}); {HOW_TO_GET_SOUNDFONT}")
+                raise InputError(
+                    f"no SoundFont file at {path} (from {origin}); {HOW_TO_GET_SOUNDFONT}"
+                )
             return path
     for folder in _candidate_dirs():
         found = sorted(p for p in folder.glob("*") if p.suffix.lower() in SOUNDFONT_SUFFIXES)
@@ -212,7 +219,7 @@ def find_soundfont(explicit: Path | None = None) -> Path:
 # MIDI in
 
 
-def read_score(midi_path: Path) -> symusic.Score:
+def read_score(midi_path: Path) -> Score:
     """A MIDI file as a tick-time score; a clear InputError for anything that is not one."""
     import symusic
 
@@ -226,7 +233,7 @@ def read_score(midi_path: Path) -> symusic.Score:
             f"{midi_path} is not a MIDI file: expected it to start with 'MThd', found {head!r}"
         )
     try:
-        score = symusic.Score(str(midi_path))
+        score: Score = symusic.Score(str(midi_path))
     except (ValueError, RuntimeError) as error:
         raise InputError(f"MIDI file {midi_path} is corrupt and cannot be read: {error}") from None
     if score.note_num() == 0:
@@ -234,7 +241,7 @@ def read_score(midi_path: Path) -> symusic.Score:
     return score
 
 
-def notes_end_tick(score: symusic.Score) -> int:
+def notes_end_tick(score: Score) -> int:
     return max(int(track.end()) for track in score.tracks if track.note_num())
 
 
@@ -251,7 +258,7 @@ class Layer:
     gain: float  # amplitude; becomes channel volume (CC 7) below
 
 
-def is_bass_track(track: symusic.Track) -> bool:
+def is_bass_track(track: Track) -> bool:
     """A General MIDI bass program, or a line whose median pitch sits below E3."""
     if 32 <= track.program <= 39:
         return True
@@ -259,7 +266,7 @@ def is_bass_track(track: symusic.Track) -> bool:
     return bool(len(pitches)) and float(np.median(pitches)) < 52
 
 
-def plan_layers(score: symusic.Score, config: RenderConfig) -> list[tuple[int, int, int, float]]:
+def plan_layers(score: Score, config: RenderConfig) -> list[tuple[int, int, int, float]]:
     """(track index, bank, program, gain) for every track and genre layer of `score`."""
     weights = config.genre_weights or {}
     palettes = config.palettes()
@@ -270,7 +277,8 @@ def plan_layers(score: symusic.Score, config: RenderConfig) -> list[tuple[int, i
         if track.is_drum:
             lofi_kit = palettes[LOFI_GENRE].drum_kit
             use_lofi_kit = config.lofi_weight >= config.drums_threshold and lofi_kit is not None
-            plan.append((index, DRUM_BANK, lofi_kit if use_lofi_kit else track.program, 1.0))
+            kit = lofi_kit if use_lofi_kit and lofi_kit is not None else track.program
+            plan.append((index, DRUM_BANK, int(kit), 1.0))
             continue
         if not weights:
             plan.append((index, 0, track.program, 1.0))
@@ -314,7 +322,7 @@ CONTROL, NOTE_OFF, NOTE_ON = 0, 1, 2  # order of events that fall on the same sa
 KIND_CC, KIND_BEND = 0, 1
 
 
-def layer_events(track: symusic.Track, channel: int, sample_rate_hz: int) -> np.ndarray:
+def layer_events(track: Track, channel: int, sample_rate_hz: int) -> np.ndarray:
     """Rows (sample, order, kind, channel, a, b) of one seconds-time track on one channel."""
     notes = track.notes.numpy()
     on = np.round(notes["time"].astype(np.float64) * sample_rate_hz).astype(np.int64)
@@ -446,7 +454,7 @@ class Renderer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def prepare(self, midi_path: Path) -> tuple[symusic.Score, list[Layer], bool]:
+    def prepare(self, midi_path: Path) -> tuple[Score, list[Layer], bool]:
         """The seconds-time score (drums added if wanted), its layers, whether drums were added."""
         from midimix.drums import DrumStyle, drum_track, has_drums
 
@@ -475,7 +483,9 @@ class Renderer:
             )
         n_samples = int(round(total_seconds * rate))
         events = sort_events(
-            np.concatenate([layer_events(score.tracks[x.track_index], x.channel, rate) for x in layers])
+            np.concatenate(
+                [layer_events(score.tracks[x.track_index], x.channel, rate) for x in layers]
+            )
         )
         self._reset(layers)
         audio = np.zeros((n_samples, 2), dtype=np.float32)
@@ -552,7 +562,9 @@ class Renderer:
             layers=[asdict(layer) for layer in layers],
         )
         sidecar = {k: v for k, v in asdict(result).items() if k != "path"}
-        sidecar.update(midi=str(midi_path), soundfont=str(self.soundfont), config=config_to_dict(config))
+        sidecar.update(
+            midi=str(midi_path), soundfont=str(self.soundfont), config=config_to_dict(config)
+        )
         atomic_write_json(sidecar_path(out_path), sidecar)
         return result
 
@@ -566,34 +578,81 @@ def sidecar_path(out_path: Path) -> Path:
 # Loudness and files
 
 
+class LoudnessMeter:
+    """ITU-R BS.1770-4 integrated loudness, vectorised: same filters and gates as pyloudnorm's
+    Meter (whose K-weighting coefficients it borrows), ~20x faster on a 30 s stereo file
+    because the 400 ms gating blocks come from one cumulative sum instead of a Python loop."""
+
+    BLOCK_SECONDS = 0.4
+    STEP_SECONDS = 0.1  # 75 % overlap
+    ABSOLUTE_GATE_LUFS = -70.0
+    RELATIVE_GATE_LU = -10.0
+
+    def __init__(self, sample_rate_hz: int) -> None:
+        from pyloudnorm.iirfilter import IIRfilter
+
+        self.sample_rate_hz = sample_rate_hz
+        stages = [
+            IIRfilter(4.0, 1 / math.sqrt(2), 1500.0, sample_rate_hz, "high_shelf"),
+            IIRfilter(0.0, 0.5, 38.0, sample_rate_hz, "high_pass"),
+        ]
+        # both biquads as one second-order-sections filter: one pass over the audio
+        self.sos = np.array([[*stage.b, *stage.a] for stage in stages])
+
+    def integrated_loudness(self, audio: np.ndarray) -> float:
+        """LUFS of (samples, channels) audio; -inf for silence or audio shorter than 0.4 s."""
+        from scipy import signal
+
+        weighted = signal.sosfilt(self.sos, np.asarray(audio, dtype=np.float32), axis=0)
+        block = int(round(self.BLOCK_SECONDS * self.sample_rate_hz))
+        step = int(round(self.STEP_SECONDS * self.sample_rate_hz))
+        if len(weighted) < block:
+            return -math.inf
+        power = np.concatenate(
+            [np.zeros(1), np.cumsum(np.sum(weighted**2, axis=1), dtype=np.float64)]
+        )
+        starts = np.arange(0, len(weighted) - block + 1, step)
+        block_power = (power[starts + block] - power[starts]) / block  # summed over channels
+        with np.errstate(divide="ignore"):
+            block_lufs = -0.691 + 10 * np.log10(block_power)
+        gated = block_power[block_lufs > self.ABSOLUTE_GATE_LUFS]
+        if not len(gated):
+            return -math.inf
+        relative_gate = -0.691 + 10 * math.log10(gated.mean()) + self.RELATIVE_GATE_LU
+        gated = block_power[(block_lufs > relative_gate) & (block_lufs > self.ABSOLUTE_GATE_LUFS)]
+        return float(-0.691 + 10 * math.log10(gated.mean()))
+
+
 def normalise_loudness(
     audio: np.ndarray, sample_rate_hz: int, target_lufs: float, peak_dbfs: float
 ) -> tuple[np.ndarray, float]:
     """Gain to `target_lufs` (ITU-R BS.1770), peaks limited to `peak_dbfs`; (audio, LUFS)."""
     import pedalboard as pb
-    import pyloudnorm
 
-    meter = pyloudnorm.Meter(sample_rate_hz)
-    lufs = float(meter.integrated_loudness(audio))
+    meter = LoudnessMeter(sample_rate_hz)
+    lufs = meter.integrated_loudness(audio)
     if not math.isfinite(lufs):
         raise ItemError("the rendered audio is silent; check that the notes have velocities > 0")
     out = (audio * db_to_gain(target_lufs - lufs)).astype(np.float32)
     ceiling = db_to_gain(peak_dbfs)
-    # A few rounds of limit-then-regain: each round tames the peaks that the gain pushed up.
-    for _ in range(4):
+    # Limit, then regain to the target (limiting lowered the loudness a little); a second
+    # round catches what the regain pushed back over.
+    for _ in range(2):
         if float(np.max(np.abs(out))) <= ceiling:
             break
         limiter = pb.Limiter(threshold_db=peak_dbfs - 1.0, release_ms=80.0)
         out = limiter(np.ascontiguousarray(out.T), sample_rate_hz).T
-        lufs = float(meter.integrated_loudness(out))
+        lufs = meter.integrated_loudness(out)
         out = (out * db_to_gain(target_lufs - lufs)).astype(np.float32)
     peak = float(np.max(np.abs(out)))
     if peak > ceiling:  # the last overshoots: a plain gain, a fraction of a dB
         out = out * (ceiling / peak)
-    return out, float(meter.integrated_loudness(out))
+    return out, meter.integrated_loudness(out)
 
 
-def write_audio(path: Path, audio: np.ndarray, sample_rate_hz: int, fmt: str, bit_depth: int) -> None:
+def write_audio(
+    path: Path, audio: np.ndarray, sample_rate_hz: int, fmt: str, bit_depth: int
+) -> None:
     """Write (samples, channels) float audio atomically as WAV, FLAC or MP3."""
     import soundfile as sf
 
@@ -619,9 +678,10 @@ def compare_spectrograms(
     fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True, constrained_layout=True)
     for ax, audio, title in ((axes[0], before, "clean render"), (axes[1], after, "lo-fi chain")):
         mono = np.asarray(audio, dtype=np.float64).mean(axis=1) if audio.ndim == 2 else audio
-        _, _, _, image = ax.specgram(
-            mono, NFFT=2048, Fs=sample_rate_hz, noverlap=1536, cmap="magma", vmin=-120, vmax=-20
-        )
+        with np.errstate(divide="ignore"):  # digital silence is -inf dB: drawn as the floor
+            _, _, _, image = ax.specgram(
+                mono, NFFT=2048, Fs=sample_rate_hz, noverlap=1536, cmap="magma", vmin=-120, vmax=-20
+            )
         ax.set_title(title)
         ax.set_ylabel("frequency (Hz)")
         fig.colorbar(image, ax=ax, label="dB")
@@ -688,7 +748,10 @@ def _items(midi_paths: Iterable[Path], out_dir: Path, fmt: str, genre: str) -> l
 
 
 def render_many(
-    midi_paths: Sequence[Path], out_dir: Path, config: RenderConfig | None = None, progress: bool = True
+    midi_paths: Sequence[Path],
+    out_dir: Path,
+    config: RenderConfig | None = None,
+    progress: bool = True,
 ) -> StageSummary:
     """Render many MIDI files into `out_dir` with one synthesizer per worker (resumable)."""
     config = config or RenderConfig()
@@ -730,33 +793,60 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_mutually_exclusive_group()
     out.add_argument("-o", "--out", type=Path, help="output file (one input only)")
     out.add_argument("--out-dir", type=Path, help=f"output folder (default {OUT_DIR}/)")
-    p.add_argument("--soundfont", type=Path, help=f"SoundFont .sf2 (default: ${SOUNDFONT_ENV}, "
-                   "soundfonts/, then the system's General MIDI SoundFont)")
-    p.add_argument("--genre-mix", help="e.g. lofi=0.7,classical=0.3 (default: the file's own "
-                   "instruments, no effects)")
-    p.add_argument("--lofi-amount", type=float, help="0..1, depth of the lo-fi chain "
-                   "(default: the mix's lo-fi weight)")
-    p.add_argument("--drums", choices=DRUM_MODES, default=d.drums,
-                   help="add a laid-back drum pattern to drumless pieces (auto: when lo-fi "
-                   f"weight >= --drums-threshold, {d.drums_threshold:g})")
+    p.add_argument(
+        "--soundfont",
+        type=Path,
+        help=f"SoundFont .sf2 (default: ${SOUNDFONT_ENV}, "
+        "soundfonts/, then the system's General MIDI SoundFont)",
+    )
+    p.add_argument(
+        "--genre-mix",
+        help="e.g. lofi=0.7,classical=0.3 (default: the file's own instruments, no effects)",
+    )
+    p.add_argument(
+        "--lofi-amount",
+        type=float,
+        help="0..1, depth of the lo-fi chain (default: the mix's lo-fi weight)",
+    )
+    p.add_argument(
+        "--drums",
+        choices=DRUM_MODES,
+        default=d.drums,
+        help="add a laid-back drum pattern to drumless pieces (auto: when lo-fi "
+        f"weight >= --drums-threshold, {d.drums_threshold:g})",
+    )
     p.add_argument("--drums-threshold", type=float, default=d.drums_threshold)
     p.add_argument("--format", choices=FORMATS, default=d.format)
     p.add_argument("--bit-depth", type=int, choices=(16, 24), default=d.bit_depth)
     p.add_argument("--sample-rate", type=int, default=d.sample_rate_hz, help="Hz")
     p.add_argument("--target-lufs", type=float, default=d.target_lufs)
     p.add_argument("--peak-dbfs", type=float, default=d.peak_dbfs)
-    p.add_argument("--tail-seconds", type=float, default=d.tail_seconds,
-                   help="rendered after the last note for the release")
-    p.add_argument("--max-seconds", type=float, default=d.max_seconds,
-                   help="refuse longer pieces (memory)")
-    for name in ("lofi_keys_program", "lofi_bass_program", "lofi_drum_kit",
-                 "classical_keys_program", "classical_bass_program", "strings_program"):
+    p.add_argument(
+        "--tail-seconds",
+        type=float,
+        default=d.tail_seconds,
+        help="rendered after the last note for the release",
+    )
+    p.add_argument(
+        "--max-seconds", type=float, default=d.max_seconds, help="refuse longer pieces (memory)"
+    )
+    for name in (
+        "lofi_keys_program",
+        "lofi_bass_program",
+        "lofi_drum_kit",
+        "classical_keys_program",
+        "classical_bass_program",
+        "strings_program",
+    ):
         flag = "--" + name.replace("_", "-")
         p.add_argument(flag, type=int, default=getattr(d, name), help="General MIDI 0..127")
     p.add_argument("--strings", action="store_true", help="classical: strings under the piano")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--compare-png", type=Path,
-                   help="one input: also write before/after spectrograms of the lo-fi chain")
+    p.add_argument(
+        "--compare-png",
+        type=Path,
+        help="one input: also write before/after spectrograms of the lo-fi chain",
+    )
     p.add_argument("--workers", type=int, default=d.workers)
     p.add_argument("--shard", help="K/N: render only this shard of the inputs")
     return p

@@ -24,6 +24,7 @@ MIX_RULES = ("product", "mixture")
 NOTE_TYPE_PREFIX = "Pitch"  # Pitch, PitchDrum, PitchIntervalTime/Chord all start a note
 BAR_TYPE = "Bar"
 POSITION_TYPE = "Position"
+TIME_SIG_TYPE = "TimeSig"
 SPECIAL_TYPE = "Special"
 START_STATE = "<start>"
 UNREACHABLE = 1 << 20  # distance of a state from which a target type cannot be reached
@@ -147,11 +148,13 @@ class Grammar:
     has_note: torch.Tensor  # (V,) bool: the id holds a note-starting token
     first_pos: torch.Tensor  # (V,) long: value of its first Position token, -1 if none
     last_pos: torch.Tensor  # (V,) long: value of its last Position token, -1 if none
+    bar_positions: torch.Tensor  # (V,) long: positions in a bar of its time signature, else -1
     can_end: torch.Tensor  # (n_states,) bool: a piece may stop here (a bar line may follow)
     dist_bar: torch.Tensor  # (n_states,) long: fewest tokens to a Bar
     dist_note: torch.Tensor  # (n_states,) long: fewest tokens to a note
     eos_id: int
     has_bars: bool  # False for schemes without Bar tokens (TSD): length then counts tokens
+    default_bar_positions: int  # positions in a 4/4 bar (0: no limit known)
 
     @property
     def start_state(self) -> int:
@@ -188,18 +191,26 @@ def build_grammar(
     base_tokens: Sequence[Sequence[str]],
     types_graph: Mapping[str, set[str]],
     eos_id: int,
+    positions_per_beat: int = 0,
 ) -> Grammar:
     """Grammar tables from the base tokens behind each id (an empty list for special ids and
     ids that decode to nothing) and the tokenizer's type graph (type -> types that may follow).
 
-    The first token of a piece is a Bar where the scheme has bars (REMI), so that the first
-    bar counts; otherwise any musical type may start."""
+    Where the scheme has bars (REMI): the first token of a piece is a Bar, so that the first
+    bar counts; a time signature comes only right after a Bar (miditok's graph also allows one
+    after a mid-bar Tempo, which would move every later bar line); with `positions_per_beat`,
+    Position values stay inside the bar of the current time signature (numerator x positions
+    per beat, as miditok counts them), so no note spills into the next bar."""
     musical = sorted({tok.split("_")[0] for toks in base_tokens for tok in toks})
     states = [START_STATE, *musical]
     index = {name: i for i, name in enumerate(states)}
     graph = {s: set(types_graph.get(s, set())) & set(musical) for s in musical}
     has_bars = BAR_TYPE in musical
     graph[START_STATE] = {BAR_TYPE} if has_bars else set(musical)
+    if has_bars and TIME_SIG_TYPE in graph[BAR_TYPE]:
+        for s in states:
+            if s != BAR_TYPE:
+                graph[s].discard(TIME_SIG_TYPE)
 
     vocab = len(base_tokens)
     allowed = torch.zeros(len(states), vocab, dtype=torch.bool)
@@ -208,6 +219,7 @@ def build_grammar(
     has_note = torch.zeros(vocab, dtype=torch.bool)
     first_pos = torch.full((vocab,), -1, dtype=torch.long)
     last_pos = torch.full((vocab,), -1, dtype=torch.long)
+    bar_positions = torch.full((vocab,), -1, dtype=torch.long)
     for i, toks in enumerate(base_tokens):
         if not toks:
             continue  # special: never sampled (the end is decided by the loop)
@@ -218,6 +230,10 @@ def build_grammar(
         positions = [_value(t) for t, k in zip(toks, kinds, strict=True) if k == POSITION_TYPE]
         if positions:
             first_pos[i], last_pos[i] = positions[0], positions[-1]
+        signatures = [t for t, k in zip(toks, kinds, strict=True) if k == TIME_SIG_TYPE]
+        if signatures and positions_per_beat:
+            numerator = int(signatures[-1].split("_")[1].split("/")[0])  # TimeSig_3/4 -> 3
+            bar_positions[i] = numerator * positions_per_beat
         for s in states:
             if kinds[0] in graph[s]:
                 allowed[index[s], i] = True
@@ -233,11 +249,13 @@ def build_grammar(
         has_note=has_note,
         first_pos=first_pos,
         last_pos=last_pos,
+        bar_positions=bar_positions,
         can_end=can_end,
         dist_bar=torch.tensor(_distances(graph, states, bar_types)),
         dist_note=torch.tensor(_distances(graph, states, note_types)),
         eos_id=eos_id,
         has_bars=has_bars,
+        default_bar_positions=4 * positions_per_beat,
     )
 
 
@@ -251,10 +269,16 @@ class GrammarState:
     bar_tokens: torch.Tensor  # long: tokens generated since the last Bar
     cur_pos: torch.Tensor  # long: last Position value in the current bar, -1 at a bar line
     notes: torch.Tensor  # long: notes generated so far
+    bar_limit: torch.Tensor  # long: positions in the current bar (0: no limit)
 
     @classmethod
     def start(
-        cls, rows: int, state: int = 0, bar_has_note: bool = False, cur_pos: int = -1
+        cls,
+        rows: int,
+        state: int = 0,
+        bar_has_note: bool = False,
+        cur_pos: int = -1,
+        bar_limit: int = 0,
     ) -> GrammarState:
         zeros = torch.zeros(rows, dtype=torch.long)
         return cls(
@@ -264,6 +288,7 @@ class GrammarState:
             bar_tokens=zeros.clone(),
             cur_pos=torch.full((rows,), cur_pos, dtype=torch.long),
             notes=zeros.clone(),
+            bar_limit=torch.full((rows,), bar_limit, dtype=torch.long),
         )
 
 
@@ -282,9 +307,14 @@ def grammar_mask(
     """
     allowed = g.allowed[st.state].clone()  # (B, V)
     starts_with_bar = (g.bars_in > 0).unsqueeze(0)  # (1, V)
-    pos_ok = (g.first_pos < 0).unsqueeze(0) | starts_with_bar
-    pos_ok = pos_ok | (g.first_pos.unsqueeze(0) > st.cur_pos.unsqueeze(1))
-    allowed &= pos_ok
+    forward = (g.first_pos < 0).unsqueeze(0) | starts_with_bar
+    forward = forward | (g.first_pos.unsqueeze(0) > st.cur_pos.unsqueeze(1))
+    # an id that sets a time signature brings its own bar length
+    limit = torch.where(
+        g.bar_positions > 0, g.bar_positions.unsqueeze(0), st.bar_limit.unsqueeze(1)
+    )
+    inside = (limit <= 0) | (g.last_pos.unsqueeze(0) < limit)  # (B, V)
+    allowed &= forward & inside
     fallback = allowed.clone()  # grammar alone, if the steering below leaves nothing
 
     if target_bars is None or not g.has_bars:
@@ -325,11 +355,13 @@ def advance(
     note = g.has_note[ids]
     last_pos = g.last_pos[ids]
     st.state = g.next_state[ids]
-    st.bars_done = st.bars_done + bars
+    st.bars_done = st.bars_done + torch.where(ended, torch.zeros_like(bars), bars)
     st.bar_has_note = torch.where(new_bar, note, st.bar_has_note | note)
     st.bar_tokens = torch.where(new_bar, torch.zeros_like(st.bar_tokens), st.bar_tokens + 1)
     st.cur_pos = torch.where(new_bar | (last_pos >= 0), last_pos, st.cur_pos)
     st.notes = st.notes + note.long()
+    sig = g.bar_positions[ids]
+    st.bar_limit = torch.where(sig > 0, sig, st.bar_limit)
     return ended
 
 

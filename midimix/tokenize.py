@@ -8,7 +8,10 @@ to `out_dir`:
                       {"id", "genre", "source", "split", "ids", "augment"}; ids are the body
                       only: the dataset adds BOS and the genre token;
 - splits.json         {"train": [ids], "validation": [ids]}, split by source recording;
-- tokenize_config.json, stats.json (tokens per beat per genre), manifest.jsonl, items/.
+- tokenize_config.json, stats.json (tokens per beat per genre), manifest.jsonl.
+
+The base ids of each file (and of its augmented copies) live in its manifest record: writing
+one small file per MIDI file would cost more than tokenizing it.
 
 The work per file (load, check, merge tracks, augment, encode to base ids) runs under the
 stage contract (`run_items`: resumable, atomic, sharded, workers); the optional BPE training
@@ -21,6 +24,7 @@ import argparse
 import functools
 import json
 import math
+import os
 import random
 import re
 import sys
@@ -28,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from midimix.config import (
     GENRE_ANY,
@@ -583,25 +587,47 @@ def load_sequences(tokens_dir: Path, split: str) -> list[tuple[str, list[int]]]:
 _WORKER: dict[str, Any] = {}
 
 
+class BufferedManifest(Manifest):
+    """The stage manifest with one open handle, flushed per line but synced to disk once,
+    at `close`: a file takes milliseconds to tokenize, less than one fsync here, and a killed
+    process still loses nothing that was flushed (only a machine crash could)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self._handle: IO[str] | None = None
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self._handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+
+
 def _init_worker(genres: list[str], config: TokenizeConfig) -> None:
     _WORKER["tokenizer"] = GenreTokenizer.build(genres, config)
 
 
 def _tokenize_item(item: Item, config: TokenizeConfig) -> dict[str, Any]:
-    """Load, check, prepare, augment and encode one file to base ids (items/<id>.json)."""
+    """Load, check, prepare, augment and encode one file; the base ids go in its record."""
     tokenizer: GenreTokenizer = _WORKER["tokenizer"]
     prepared = tokenizer.prepare(load_score(item.source))
     ids = tokenizer.encode_base(prepared)
-    beats = score_beats(prepared)
+    beats = round(score_beats(prepared), 3)
     if not ids or prepared.note_num() == 0:
-        atomic_write_json(item.output, {"beats": beats, "variants": []})
-        return {"status": STATUS_EMPTY, "reason": "no notes (after dropping drums)"}
+        reason = "no notes" + (" (after dropping drums)" if tokenizer.drums == "drop" else "")
+        return {"status": STATUS_EMPTY, "reason": reason, "beats": beats, "variants": []}
     variants: list[dict[str, Any]] = [{"name": "", "augment": None, "ids": ids}]
     for plan in augment_plan(item.id, pitch_bounds(prepared), config):
         copy = augment(prepared, plan["transpose"], plan["tempo_scale"], plan["velocity_offset"])
         variants.append({"name": plan["name"], "augment": plan, "ids": tokenizer.encode_base(copy)})
-    atomic_write_text(item.output, json.dumps({"beats": beats, "variants": variants}) + "\n")
-    return {"status": STATUS_OK, "tokens": len(ids), "beats": round(beats, 3)}
+    return {"status": STATUS_OK, "tokens": len(ids), "beats": beats, "variants": variants}
 
 
 def tokenize(
@@ -615,20 +641,27 @@ def tokenize(
     genres = sorted(folders)
     items = find_midi(folders)
     for item in items:
-        item.output = out_dir / "items" / f"{item.id}.json"
+        item.output = out_dir / MANIFEST_FILE  # the ids are in the record itself
     tokenizer = GenreTokenizer.build(genres, config)
     params = {"genres": genres, **config.tokenizer_params(), **_augment_params(config)}
-    summary = run_items(
-        "tokenize",
-        items,
-        functools.partial(_tokenize_item, config=config),
-        Manifest(out_dir / MANIFEST_FILE),
-        params,
-        workers=config.workers,
-        shard=parse_shard(config.shard),
-        initializer=functools.partial(_init_worker, genres, config),
-        progress=config.progress,
-    )
+    _WORKER["tokenizer"] = tokenizer  # the single-process path uses this one
+    manifest = BufferedManifest(out_dir / MANIFEST_FILE)
+    try:
+        summary = run_items(
+            "tokenize",
+            items,
+            functools.partial(_tokenize_item, config=config),
+            manifest,
+            params,
+            workers=config.workers,
+            shard=parse_shard(config.shard),
+            initializer=(
+                functools.partial(_init_worker, genres, config) if config.workers > 1 else None
+            ),
+            progress=config.progress,
+        )
+    finally:
+        manifest.close()
     result = TokenizeResult(out_dir, None, None, None, summary)
     if config.shard is not None and parse_shard(config.shard)[1] > 1:
         return result  # the final files need every shard: run once more without --shard
@@ -658,7 +691,7 @@ def _assemble(
     splits: dict[str, list[str]] = {name: [] for name in SPLITS}
     pieces = []
     for item in done:
-        data = json.loads(item.output.read_text(encoding="utf-8"))
+        data = records[item.id]
         split = split_of_source[item.extra["recording"]]
         splits[split].append(item.id)
         pieces.append((item, split, data))

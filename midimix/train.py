@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from midimix.config import RUNS_DIR, TOKENS_DIR, check_choice, check_range, config_to_dict
 from midimix.errors import ConfigError, MidimixError, cli_errors
 from midimix.manifest import atomic_write_json, sha256_file
-from midimix.model import PRESETS, resolve_preset
+from midimix.model import PRESETS, quiet_transformers, resolve_preset
 
 if TYPE_CHECKING:
     import torch
@@ -620,7 +620,8 @@ def _save_last(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        model.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rngs, tmp / "rng.pt")

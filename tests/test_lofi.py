@@ -62,9 +62,7 @@ def test_chain_lowpass_at_full_amount_uses_the_configured_cutoff() -> None:
     assert attenuation_db(noise, wet, 4_000.0) >= 20.0
 
 
-@pytest.mark.parametrize(
-    ("wow_cents", "flutter_cents"), [(20.0, 0.0), (0.0, 8.0), (12.0, 4.0)]
-)
+@pytest.mark.parametrize(("wow_cents", "flutter_cents"), [(20.0, 0.0), (0.0, 8.0), (12.0, 4.0)])
 def test_wow_and_flutter_move_the_pitch_by_the_set_depth(
     wow_cents: float, flutter_cents: float
 ) -> None:

@@ -21,7 +21,6 @@ from midimix.prepare import PrepareConfig, cut_clips, main, prepare
 
 RATE = 22050
 CLIP = 30 * RATE  # 661,500 samples
-QUIET = {"progress": False}
 
 
 def clip_files(folder: Path) -> list[Path]:
@@ -64,7 +63,7 @@ def lengths_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_clip_counts_and_exact_padding(
     lengths_dir: Path, tmp_path: Path, min_remainder_seconds: float, expected: dict[str, list[int]]
 ) -> None:
-    config = PrepareConfig(min_remainder_seconds=min_remainder_seconds, **QUIET)
+    config = PrepareConfig(min_remainder_seconds=min_remainder_seconds, progress=False)
     summary = prepare(lengths_dir, tmp_path, config)
     records = {r["id"]: r for r in summary.records}
     got = {
@@ -89,7 +88,9 @@ def test_clip_counts_and_exact_padding(
 @pytest.mark.parametrize(("rate_hz", "channels"), [(11025, 1), (44100, 2), (48000, 1)])
 def test_resampling_keeps_440_hz(tmp_path: Path, rate_hz: int, channels: int) -> None:
     write_tone(tmp_path / "raw" / "lofi" / "tone.wav", 4.0, rate_hz, channels=channels)
-    summary = prepare(tmp_path / "raw", tmp_path / "clips", PrepareConfig(clip_seconds=4, **QUIET))
+    summary = prepare(
+        tmp_path / "raw", tmp_path / "clips", PrepareConfig(clip_seconds=4, progress=False)
+    )
     (record,) = summary.records
     assert record["duration_seconds"] == 4.0 and record["clips"][0]["padded_samples"] == 0
     samples, rate = sf.read(str(tmp_path / "clips" / "lofi" / "tone_0000.wav"))
@@ -105,16 +106,22 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_rerun_writes_nothing(lengths_dir: Path, tmp_path: Path) -> None:
-    config = PrepareConfig(**QUIET)
+    config = PrepareConfig(progress=False)
     first = prepare(lengths_dir, tmp_path, config)
     assert first.done == 4 and first.failed == 0
     before = snapshot(tmp_path)
     again = prepare(lengths_dir, tmp_path, config)
     assert (again.done, again.skipped, again.records) == (0, 4, [])
     assert snapshot(tmp_path) == before
-    changed = prepare(lengths_dir, tmp_path, PrepareConfig(min_remainder_seconds=0.0, **QUIET))
+    changed = prepare(
+        lengths_dir, tmp_path, PrepareConfig(min_remainder_seconds=0.0, progress=False)
+    )
     assert changed.done == 4  # a changed option redoes every source ...
     assert sum(r["clips_written"] for r in changed.records) == 2  # ... writing only new clips
+    assert len(clip_files(tmp_path)) == 8
+    back = prepare(lengths_dir, tmp_path, config)
+    assert sum(r["clips_written"] for r in back.records) == 0
+    assert len(clip_files(tmp_path)) == 6  # the remainders kept by the other option are gone
 
 
 def test_sigkill_then_resume_gives_every_clip_once(tmp_path: Path) -> None:
@@ -135,7 +142,7 @@ def test_sigkill_then_resume_gives_every_clip_once(tmp_path: Path) -> None:
     finished = [p for p in survivors if not Path(p).name.startswith(".")]
     assert 1 <= len(finished) < 120, "the kill should land in the middle of the job"
 
-    summary = prepare(raw, clips, PrepareConfig(clip_seconds=1, **QUIET))
+    summary = prepare(raw, clips, PrepareConfig(clip_seconds=1, progress=False))
     assert summary.failed == 0 and summary.done + summary.skipped == 3
     after = snapshot(clips / "lofi")
     assert not [p for p in after if Path(p).name.startswith(".")]  # no temporaries left

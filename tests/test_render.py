@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyloudnorm
@@ -29,6 +30,15 @@ from midimix.render import (
     render_many,
 )
 
+
+def new_score() -> Any:  # symusic's stubs know no attributes
+    return symusic.Score(TPQ)
+
+
+def new_track(name: str, program: int) -> Any:
+    return symusic.Track(name, program=program)
+
+
 RATE_HZ = 22_050  # half the default rate keeps the tests quick
 TPQ = 480
 QPM = 120.0  # 0.5 s per quarter note
@@ -37,9 +47,9 @@ TAIL_SECONDS = 0.5
 
 def make_midi(path: Path, quarters: int, pitches: tuple[int, ...] = (60, 64, 67)) -> Path:
     """Chords of `pitches`, one per quarter note, at 120 BPM: `quarters` * 0.5 s long."""
-    score = symusic.Score(TPQ)
+    score = new_score()
     score.tempos.append(symusic.Tempo(0, QPM))
-    track = symusic.Track("piano", program=0)
+    track = new_track("piano", program=0)
     for q in range(quarters):
         for pitch in pitches:
             track.notes.append(symusic.Note(q * TPQ, TPQ, pitch, 90))
@@ -53,8 +63,8 @@ def midi_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("midi")
     make_midi(folder / "four_seconds.mid", 8)
     make_midi(folder / "two_seconds.mid", 4, pitches=(48, 55, 64))
-    empty = symusic.Score(TPQ)
-    empty.tracks.append(symusic.Track("empty", program=0))
+    empty = new_score()
+    empty.tracks.append(new_track("empty", program=0))
     empty.dump_midi(str(folder / "no_notes.mid"))
     (folder / "not_midi.mid").write_text("this is a text file, not MIDI\n")
     good = (folder / "four_seconds.mid").read_bytes()
@@ -145,7 +155,7 @@ def test_drums_follow_the_mode_and_lofi_weight(
 
 
 def test_drum_pattern_is_at_the_piece_tempo_with_a_laid_back_snare() -> None:
-    score = symusic.Score(TPQ)
+    score = new_score()
     score.tempos.append(symusic.Tempo(0, 90.0))
     bars = 16
     track = drum_track(score, bars * 4 * TPQ, DrumStyle(seed=1))
@@ -169,7 +179,9 @@ def test_render_many_is_resumable_and_records_failures(midi_dir: Path, tmp_path:
     assert Manifest(tmp_path / "manifest.jsonl").records()["two_seconds"]["status"] == "ok"
 
 
-def test_cli_renders_one_file(midi_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_renders_one_file(
+    midi_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli.wav"
     args = [str(midi_dir / "two_seconds.mid"), "-o", str(out), "--sample-rate", str(RATE_HZ)]
     assert main([*args, "--genre-mix", "lofi=0.7,classical=0.3", "--tail-seconds", "0.5"]) == 0
@@ -183,7 +195,11 @@ def test_cli_renders_one_file(midi_dir: Path, tmp_path: Path, capsys: pytest.Cap
         ("no_notes.mid", [], "has no notes"),
         ("not_midi.mid", [], "is not a MIDI file"),
         ("truncated.mid", [], "is corrupt"),
-        ("four_seconds.mid", ["--lofi-keys-program", "128"], r"lofi_keys_program must be in \[0, 127\]"),
+        (
+            "four_seconds.mid",
+            ["--lofi-keys-program", "128"],
+            r"lofi_keys_program must be in \[0, 127\]",
+        ),
         ("four_seconds.mid", ["--lofi-drum-kit", "-1"], r"lofi_drum_kit must be in \[0, 127\]"),
         ("four_seconds.mid", ["--genre-mix", "lofi=abc"], "GENRE=WEIGHT"),
         ("four_seconds.mid", ["--max-seconds", "2"], "longer than max_seconds=2"),
@@ -205,9 +221,9 @@ def test_bad_input_gives_one_clear_line_and_exit_2(
 
 
 def test_two_hour_midi_is_refused_before_any_audio_is_made(tmp_path: Path) -> None:
-    score = symusic.Score(TPQ)
+    score = new_score()
     score.tempos.append(symusic.Tempo(0, QPM))
-    track = symusic.Track("piano", program=0)
+    track = new_track("piano", program=0)
     track.notes.append(symusic.Note(2 * 3600 * 2 * TPQ, TPQ, 60, 90))  # a note at 2 hours
     score.tracks.append(track)
     score.dump_midi(str(tmp_path / "long.mid"))
@@ -222,7 +238,9 @@ def test_soundfont_search_and_bad_soundfonts(
     assert system.is_file() and system.suffix == ".sf2"
     monkeypatch.setenv("MIDIMIX_SOUNDFONT", str(system))
     assert find_soundfont() == system
-    with pytest.raises(InputError, match="no SoundFont file at .*apt-get install fluid-soundfont-gm"):
+    with pytest.raises(
+        InputError, match="no SoundFont file at .*apt-get install fluid-soundfont-gm"
+    ):
         find_soundfont(tmp_path / "missing.sf2")
     not_sf2 = tmp_path / "notes.sf2"
     not_sf2.write_text("not a soundfont")

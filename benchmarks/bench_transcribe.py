@@ -1,0 +1,200 @@
+"""Transcription benchmark: quality on the round-trip set and speed against basic-pitch.
+
+    .venv/bin/python benchmarks/bench_transcribe.py [--pieces 20] [--work /tmp/midimix-bench]
+
+Parts (all in one run, so ratios compare like with like):
+- sweep: note thresholds scored by onset F1 on the set (model run once per clip);
+- quality: midimix's defaults vs basic-pitch's defaults, through the whole stage (MIDI written
+  with the beat tempo map and read back); tempo within 2 % (double/half counted apart); how far
+  onsets sit from the beat grid; --hpss on the lo-fi pieces (which have drums);
+- speed: a loop over basic_pitch.inference.predict (model loaded once, ONNX) vs the stage, and
+  the notes of both with the tempo map and midimix's thresholds off (onset F1 >= 0.99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import roundtrip_set as rs  # noqa: E402
+
+from midimix.transcribe import (  # noqa: E402
+    TranscribeConfig,
+    activations_to_notes,
+    load_clip,
+    load_model,
+    model_path,
+    run_model,
+    transcribe,
+)
+
+BASIC_PITCH_DEFAULTS = {"onset_threshold": 0.5, "frame_threshold": 0.3, "min_note_ms": 127.7, "melodia": True}
+SWEEP = {
+    "onset_threshold": (0.5, 0.6, 0.7, 0.8, 0.9),
+    "frame_threshold": (0.2, 0.3, 0.4),
+    "min_note_ms": (58.0, 92.9, 127.7),
+    "melodia": (False, True),
+}
+
+
+def as_mir(notes: list[tuple[float, float, int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    if not notes:
+        return np.zeros((0, 2)), np.zeros(0)
+    intervals = np.array([[s, max(e, s + 1e-3)] for s, e, _, _ in notes])
+    return intervals, np.array([pretty_midi.note_number_to_hz(p) for _, _, p, _ in notes])
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def fmt(scores: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in scores.items())
+
+
+def sweep(pieces: list[rs.Piece]) -> None:
+    session = load_model()
+    refs = [rs.known_notes(p.midi_path) for p in pieces]
+    acts = [run_model(load_clip(p.clip_path)[0], session) for p in pieces]
+    results = []
+    for values in itertools.product(*SWEEP.values()):
+        config = TranscribeConfig(**dict(zip(SWEEP, values, strict=True)))
+        rows = [rs.score_notes(r, as_mir(activations_to_notes(a, config))) for r, a in zip(refs, acts, strict=True)]
+        results.append((mean_scores(rows), values))
+    results.sort(key=lambda r: -r[0]["onset_f1"])
+    print(f"sweep over {len(results)} settings on {len(pieces)} clips (mean over clips), best first:")
+    for scores, values in results[:8]:
+        print(f"  {dict(zip(SWEEP, values, strict=True))}: {fmt(scores)}")
+    bp = next(s for s, v in results if dict(zip(SWEEP, v, strict=True)) == BASIC_PITCH_DEFAULTS)
+    print(f"  basic-pitch defaults: {fmt(bp)}")
+
+
+def stage_quality(pieces: list[rs.Piece], work: Path, name: str, config: TranscribeConfig) -> dict:
+    out = work / f"midi-{name}"
+    shutil.rmtree(out, ignore_errors=True)
+    genres = {p.genre for p in pieces}
+    summary = transcribe({g: work / "clips" / g for g in sorted(genres)}, out, config)
+    records = {r["id"]: r for r in summary.records}
+    per_genre: dict[str, list[dict[str, float]]] = {}
+    for p in pieces:
+        est = rs.midi_notes(out / p.genre / f"{p.id}.mid")
+        per_genre.setdefault(p.genre, []).append(rs.score_notes(rs.known_notes(p.midi_path), est))
+    for genre, rows in per_genre.items():
+        print(f"  {name:<22} {genre:<9} {fmt(mean_scores(rows))}")
+    all_rows = [r for rows in per_genre.values() for r in rows]
+    print(f"  {name:<22} {'all':<9} {fmt(mean_scores(all_rows))}")
+    return {"records": records, "out": out}
+
+
+def tempo_report(pieces: list[rs.Piece], records: dict, out: Path) -> None:
+    within, double_half, n = 0, 0, len(pieces)
+    errors = []
+    for p in pieces:
+        found = records[p.id]["tempo_bpm"]
+        ratio = found / p.tempo_bpm
+        errors.append(abs(ratio - 1))
+        within += abs(ratio - 1) <= 0.02
+        double_half += any(abs(ratio - m) <= 0.02 * m for m in (0.5, 2.0))
+    print(
+        f"tempo: {within}/{n} within 2 % ({100 * within / n:.0f} %), {double_half} at double/half, "
+        f"median error {100 * statistics.median(errors):.2f} %"
+    )
+    ours, original = [], []
+    for p in pieces:
+        ours.append(grid_distance(out / p.genre / f"{p.id}.mid"))
+        original.append(grid_distance(p.midi_path))
+    print(
+        f"beat grid: mean distance of onsets to the nearest 1/12 beat: transcribed "
+        f"{np.mean(ours):.4f} beat, original {np.mean(original):.4f} beat"
+    )
+
+
+def grid_distance(midi_path: Path) -> float:
+    """Mean distance in beats from each pitched onset to the nearest 1/12 beat (16ths and
+    triplets) on the file's own tempo map."""
+    import symusic
+
+    score = symusic.Score(str(midi_path))
+    beats = np.array([n.time for t in score.tracks if not t.is_drum for n in t.notes]) / score.ticks_per_quarter
+    return float(np.mean(np.abs(beats * 12 - np.round(beats * 12)) / 12)) if len(beats) else 0.0
+
+
+def speed(pieces: list[rs.Piece], work: Path, workers: int) -> None:
+    logging.disable(logging.WARNING)
+    from basic_pitch.inference import Model, predict
+
+    model = Model(str(model_path()))
+    predict(pieces[0].clip_path, model)  # warm-up: numba compilation, ONNX graph set-up
+    theirs, peer_times = {}, []
+    for p in pieces:
+        start = time.perf_counter()
+        _, _, events = predict(p.clip_path, model)
+        peer_times.append(time.perf_counter() - start)
+        theirs[p.id] = [(float(s), float(e), int(n), float(a)) for s, e, n, a, _ in events]
+    peer_s = sum(peer_times)
+    audio_s = sum(len(load_clip(p.clip_path)[0]) / rs.SAMPLE_RATE_HZ for p in pieces)
+
+    same = TranscribeConfig(**BASIC_PITCH_DEFAULTS, tempo_map="off", progress=False, workers=workers)
+    out = work / "midi-same"
+    shutil.rmtree(out, ignore_errors=True)
+    summary = transcribe(work / "clips", out, same)
+    f1 = [
+        rs.score_notes(as_mir(theirs[p.id]), rs.midi_notes(out / p.genre / f"{p.id}.mid"))["onset_f1"]
+        for p in pieces
+    ]
+    print(f"speed on {len(pieces)} clips ({audio_s:.0f} s of audio):")
+    print(f"  basic-pitch predict loop: {peer_s:.1f} s, median {statistics.median(peer_times):.2f} s/clip")
+    print(
+        f"  midimix, thresholds and tempo map off, {workers} workers: {summary.seconds:.1f} s "
+        f"-> {peer_s / summary.seconds:.2f}x; onset F1 vs basic-pitch: min {min(f1):.4f}, "
+        f"mean {np.mean(f1):.4f}"
+    )
+    for n_workers in sorted({1, workers}):
+        config = TranscribeConfig(progress=False, workers=n_workers)
+        out = work / f"midi-speed{n_workers}"
+        shutil.rmtree(out, ignore_errors=True)
+        summary = transcribe(work / "clips", out, config)
+        median_s = statistics.median(r["seconds"] for r in summary.records)
+        print(
+            f"  midimix defaults + beat tracking, {n_workers} workers: {summary.seconds:.1f} s "
+            f"-> {peer_s / summary.seconds:.2f}x basic-pitch, {audio_s / summary.seconds:.1f}x real "
+            f"time, median {median_s:.2f} s/clip"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pieces", type=int, default=20, help="clips of 30 s (half classical)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/midimix-bench-transcribe"))
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", choices=("sweep", "quality", "speed"), default=None)
+    args = parser.parse_args()
+    tempos = tuple(float(t) for t in np.round(np.linspace(70, 140, max(1, args.pieces // 2))))
+    start = time.perf_counter()
+    pieces = rs.build_set(args.work, tempos_bpm=tempos)
+    print(f"round-trip set: {len(pieces)} clips at {tempos} BPM ({time.perf_counter() - start:.0f} s)")
+    if args.only in (None, "sweep"):
+        sweep(pieces)
+    if args.only in (None, "quality"):
+        print("onset/offset scores through the whole stage (MIDI read back):")
+        stage_quality(pieces, args.work, "basic-pitch defaults", TranscribeConfig(**BASIC_PITCH_DEFAULTS, progress=False))
+        ours = stage_quality(pieces, args.work, "midimix defaults", TranscribeConfig(progress=False))
+        lofi = [p for p in pieces if p.has_drums]
+        stage_quality(lofi, args.work, "midimix --hpss", TranscribeConfig(hpss=True, progress=False))
+        tempo_report(pieces, ours["records"], ours["out"])
+    if args.only in (None, "speed"):
+        speed(pieces, args.work, args.workers)
+
+
+if __name__ == "__main__":
+    main()

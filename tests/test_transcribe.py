@@ -1,0 +1,160 @@
+"""Transcription with the real basic-pitch model: known notes in, notes and tempo out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import symusic
+
+from midimix.errors import ConfigError
+from midimix.transcribe import (
+    SAMPLE_RATE_HZ,
+    TranscribeConfig,
+    activations_to_notes,
+    load_clip,
+    load_model,
+    main,
+    model_path,
+    run_model,
+    transcribe,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import roundtrip_set as rs  # noqa: E402
+
+SINE_HZ = 440.0  # A4, MIDI 69
+SINE_SECONDS = 4.0
+CLIP_SECONDS = 6.0
+CLICK_BPM = 90.0
+PIECE_SECONDS = 12.0
+
+
+def sine(seconds: float, rate_hz: int, total_seconds: float, amplitude: float = 0.4) -> np.ndarray:
+    """A sine tone with 10 ms fades, zero-padded to `total_seconds` like a prepared clip."""
+    t = np.arange(round(seconds * rate_hz)) / rate_hz
+    tone = amplitude * np.sin(2 * np.pi * SINE_HZ * t)
+    fade = round(0.01 * rate_hz)
+    tone[:fade] *= np.linspace(0, 1, fade)
+    tone[-fade:] *= np.linspace(1, 0, fade)
+    out = np.zeros(round(total_seconds * rate_hz))
+    out[: len(tone)] = tone
+    return out.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """clips/good: a sine, a 90 BPM piano click, a short chorale; clips/bad: bad inputs."""
+    root = tmp_path_factory.mktemp("transcribe")
+    good, bad = root / "clips" / "good", root / "clips" / "bad"
+    good.mkdir(parents=True)
+    bad.mkdir(parents=True)
+    sf.write(good / "sine.wav", sine(SINE_SECONDS, SAMPLE_RATE_HZ, CLIP_SECONDS), SAMPLE_RATE_HZ)
+    rs.make_piece(rs.click_midi(CLICK_BPM, PIECE_SECONDS), "click", "good", CLICK_BPM, root, PIECE_SECONDS)
+    chorale = rs.chorale_midi("bach/bwv66.6", 100.0, PIECE_SECONDS)
+    rs.make_piece(chorale, "chorale", "good", 100.0, root, PIECE_SECONDS)
+    sf.write(bad / "silence.wav", np.zeros(SAMPLE_RATE_HZ * 3, np.float32), SAMPLE_RATE_HZ)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, SAMPLE_RATE_HZ * 3).astype(np.float32)
+    sf.write(bad / "noise.wav", noise, SAMPLE_RATE_HZ)
+    sf.write(bad / "short.wav", sine(0.5, SAMPLE_RATE_HZ, 0.5), SAMPLE_RATE_HZ)
+    sf.write(bad / "rate44k.wav", sine(SINE_SECONDS, 44100, CLIP_SECONDS), 44100)
+    whole = (bad / "rate44k.wav").read_bytes()
+    (bad / "truncated.wav").write_bytes(whole[: len(whole) // 3])  # header promises more
+    (bad / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" + bytes(range(256)) * 4)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run(clips: Path) -> dict[str, dict]:
+    summary = transcribe(clips / "clips", clips / "midi", TranscribeConfig(progress=False))
+    assert (summary.done, summary.failed) == (7, 2)
+    return {r["id"]: r for r in summary.records}
+
+
+def pitched_notes(path: Path) -> list[symusic.Note]:
+    score = symusic.Score(str(path))
+    return [n for t in score.tracks if not t.is_drum for n in t.notes]
+
+
+def test_sustained_sine_is_one_note_at_its_pitch_and_none_in_the_padding(run: dict, clips: Path) -> None:
+    assert run["sine"]["status"] == "ok" and run["sine"]["notes"] == 1
+    assert run["sine"]["audio_seconds"] == pytest.approx(SINE_SECONDS, abs=0.01)
+    score = symusic.Score(str(clips / "midi" / "good" / "sine.mid")).to("second")
+    (note,) = score.tracks[0].notes
+    assert note.pitch == 69
+    assert note.time < 0.1 and SINE_SECONDS - 0.5 < note.end <= SINE_SECONDS + 0.05
+
+
+def test_click_tempo_and_beat_grid(run: dict, clips: Path) -> None:
+    assert run["click"]["tempo_bpm"] == pytest.approx(CLICK_BPM, abs=2.0)
+    assert run["click"]["beat_confidence"] > 0.5
+    score = symusic.Score(str(clips / "midi" / "good" / "click.mid"))
+    tempos = [t.qpm for t in score.tempos]
+    assert np.median(tempos) == pytest.approx(CLICK_BPM, abs=2.0)
+    # one note per beat: every onset sits within a 32nd note of a quarter-note tick
+    onsets = np.array([n.time for n in pitched_notes(clips / "midi" / "good" / "click.mid")])
+    assert len(onsets) == pytest.approx(PIECE_SECONDS * CLICK_BPM / 60, abs=1)
+    off_grid = np.abs((onsets + 240) % 480 - 240)
+    assert off_grid.max() <= 480 // 8
+
+
+def test_chorale_onset_f1_above_measured_floor(run: dict, clips: Path) -> None:
+    # pretty_midi reads the beat-following tempo map back into seconds
+    estimate = rs.midi_notes(clips / "midi" / "good" / "chorale.mid")
+    reference = rs.known_notes(clips / "midi" / "chorale.mid", PIECE_SECONDS)
+    scores = rs.score_notes(reference, estimate)
+    assert scores["onset_f1"] > 0.8, scores
+
+
+def test_bad_inputs_are_recorded_and_the_run_goes_on(run: dict) -> None:
+    assert run["silence"]["status"] == "empty" and "silent" in run["silence"]["reason"]
+    assert run["noise"]["status"] == "empty" and "noise" in run["noise"]["reason"]
+    assert run["short"]["status"] == "empty" and "shorter than" in run["short"]["reason"]
+    assert run["truncated"]["status"] == "failed" and "truncated" in run["truncated"]["reason"]
+    assert run["corrupt"]["status"] == "failed" and run["corrupt"]["reason"]
+    # the wrong rate is resampled, and gives the same single A4
+    assert run["rate44k"]["resampled_from_hz"] == 44100
+    assert (run["rate44k"]["status"], run["rate44k"]["notes"]) == ("ok", 1)
+    for empty in ("silence", "noise", "short"):
+        assert run[empty]["output"] is None
+
+
+def test_rerun_skips_everything_and_manifest_has_all(clips: Path, run: dict) -> None:
+    again = transcribe(clips / "clips", clips / "midi", TranscribeConfig(progress=False))
+    assert (again.done, again.skipped, again.failed) == (0, 7, 2)  # failed ones are retried
+    lines = (clips / "midi" / "manifest.jsonl").read_text().splitlines()
+    assert {json.loads(line)["id"] for line in lines} == set(run)
+
+
+def test_same_notes_as_basic_pitch_predict(clips: Path) -> None:
+    import logging
+
+    logging.disable(logging.WARNING)
+    from basic_pitch.inference import Model, predict
+
+    path = clips / "clips" / "good" / "chorale.wav"
+    _, _, theirs = predict(path, Model(str(model_path())))
+    config = TranscribeConfig(onset_threshold=0.5, melodia=True)
+    audio, _ = load_clip(path)
+    ours = activations_to_notes(run_model(audio, load_model()), config)
+    assert sorted((round(s, 4), p) for s, _, p, _ in ours) == sorted(
+        (round(float(s), 4), int(p)) for s, _, p, _, _ in theirs
+    )
+
+
+def test_config_checks_ranges() -> None:
+    with pytest.raises(ConfigError, match="onset_threshold"):
+        TranscribeConfig(onset_threshold=1.5)
+    with pytest.raises(ConfigError, match="tempo_map"):
+        TranscribeConfig(tempo_map="fast")
+    with pytest.raises(ConfigError, match="min_pitch_hz"):
+        TranscribeConfig(min_pitch_hz=1000.0, max_pitch_hz=200.0)
+
+
+def test_cli_missing_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--clips-dir", str(tmp_path / "nope"), "--midi-dir", str(tmp_path / "m")]) == 2
+    assert "does not exist" in capsys.readouterr().err
