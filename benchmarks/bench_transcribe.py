@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pretty_midi
@@ -38,8 +39,13 @@ from midimix.transcribe import (  # noqa: E402
     transcribe,
 )
 
-BASIC_PITCH_DEFAULTS = {"onset_threshold": 0.5, "frame_threshold": 0.3, "min_note_ms": 127.7, "melodia": True}
-SWEEP = {
+BASIC_PITCH_DEFAULTS: dict[str, Any] = {
+    "onset_threshold": 0.5,
+    "frame_threshold": 0.3,
+    "min_note_ms": 127.7,
+    "melodia": True,
+}
+SWEEP: dict[str, tuple[Any, ...]] = {
     "onset_threshold": (0.5, 0.6, 0.7, 0.8, 0.9),
     "frame_threshold": (0.2, 0.3, 0.4),
     "min_note_ms": (58.0, 92.9, 127.7),
@@ -69,10 +75,15 @@ def sweep(pieces: list[rs.Piece]) -> None:
     results = []
     for values in itertools.product(*SWEEP.values()):
         config = TranscribeConfig(**dict(zip(SWEEP, values, strict=True)))
-        rows = [rs.score_notes(r, as_mir(activations_to_notes(a, config))) for r, a in zip(refs, acts, strict=True)]
+        rows = [
+            rs.score_notes(r, as_mir(activations_to_notes(a, config)))
+            for r, a in zip(refs, acts, strict=True)
+        ]
         results.append((mean_scores(rows), values))
     results.sort(key=lambda r: -r[0]["onset_f1"])
-    print(f"sweep over {len(results)} settings on {len(pieces)} clips (mean over clips), best first:")
+    print(
+        f"sweep over {len(results)} settings on {len(pieces)} clips (mean over clips), best first:"
+    )
     for scores, values in results[:8]:
         print(f"  {dict(zip(SWEEP, values, strict=True))}: {fmt(scores)}")
     bp = next(s for s, v in results if dict(zip(SWEEP, v, strict=True)) == BASIC_PITCH_DEFAULTS)
@@ -124,8 +135,11 @@ def grid_distance(midi_path: Path) -> float:
     triplets) on the file's own tempo map."""
     import symusic
 
-    score = symusic.Score(str(midi_path))
-    beats = np.array([n.time for t in score.tracks if not t.is_drum for n in t.notes]) / score.ticks_per_quarter
+    score: Any = symusic.Score(str(midi_path))
+    beats = (
+        np.array([n.time for t in score.tracks if not t.is_drum for n in t.notes])
+        / score.ticks_per_quarter
+    )
     return float(np.mean(np.abs(beats * 12 - np.round(beats * 12)) / 12)) if len(beats) else 0.0
 
 
@@ -144,16 +158,23 @@ def speed(pieces: list[rs.Piece], work: Path, workers: int) -> None:
     peer_s = sum(peer_times)
     audio_s = sum(len(load_clip(p.clip_path)[0]) / rs.SAMPLE_RATE_HZ for p in pieces)
 
-    same = TranscribeConfig(**BASIC_PITCH_DEFAULTS, tempo_map="off", progress=False, workers=workers)
+    same = TranscribeConfig(
+        **BASIC_PITCH_DEFAULTS, tempo_map="off", progress=False, workers=workers
+    )
     out = work / "midi-same"
     shutil.rmtree(out, ignore_errors=True)
     summary = transcribe(work / "clips", out, same)
     f1 = [
-        rs.score_notes(as_mir(theirs[p.id]), rs.midi_notes(out / p.genre / f"{p.id}.mid"))["onset_f1"]
+        rs.score_notes(as_mir(theirs[p.id]), rs.midi_notes(out / p.genre / f"{p.id}.mid"))[
+            "onset_f1"
+        ]
         for p in pieces
     ]
     print(f"speed on {len(pieces)} clips ({audio_s:.0f} s of audio):")
-    print(f"  basic-pitch predict loop: {peer_s:.1f} s, median {statistics.median(peer_times):.2f} s/clip")
+    print(
+        f"  basic-pitch predict loop: {peer_s:.1f} s, "
+        f"median {statistics.median(peer_times):.2f} s/clip"
+    )
     print(
         f"  midimix, thresholds and tempo map off, {workers} workers: {summary.seconds:.1f} s "
         f"-> {peer_s / summary.seconds:.2f}x; onset F1 vs basic-pitch: min {min(f1):.4f}, "
@@ -167,8 +188,24 @@ def speed(pieces: list[rs.Piece], work: Path, workers: int) -> None:
         median_s = statistics.median(r["seconds"] for r in summary.records)
         print(
             f"  midimix defaults + beat tracking, {n_workers} workers: {summary.seconds:.1f} s "
-            f"-> {peer_s / summary.seconds:.2f}x basic-pitch, {audio_s / summary.seconds:.1f}x real "
-            f"time, median {median_s:.2f} s/clip"
+            f"-> {peer_s / summary.seconds:.2f}x basic-pitch, "
+            f"{audio_s / summary.seconds:.1f}x real time, median {median_s:.2f} s/clip"
+        )
+
+
+def batching(pieces: list[rs.Piece], repeats: int = 3) -> None:
+    """Windows per inference call: one at a time vs all of a clip, vs two clips at once."""
+    session = load_model()
+    audio = [load_clip(p.clip_path)[0] for p in pieces[:2]]
+    two_clips = np.concatenate(audio)  # as many windows as two clips batched together
+    for batch in (1, 4, 19, 38):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run_model(two_clips, session, batch)
+            times.append((time.perf_counter() - start) / 2)
+        print(
+            f"  {batch:>2} windows per call: median {statistics.median(times):.2f} s per 30 s clip"
         )
 
 
@@ -182,17 +219,30 @@ def main() -> None:
     tempos = tuple(float(t) for t in np.round(np.linspace(70, 140, max(1, args.pieces // 2))))
     start = time.perf_counter()
     pieces = rs.build_set(args.work, tempos_bpm=tempos)
-    print(f"round-trip set: {len(pieces)} clips at {tempos} BPM ({time.perf_counter() - start:.0f} s)")
+    print(
+        f"round-trip set: {len(pieces)} clips at {tempos} BPM ({time.perf_counter() - start:.0f} s)"
+    )
     if args.only in (None, "sweep"):
         sweep(pieces)
     if args.only in (None, "quality"):
         print("onset/offset scores through the whole stage (MIDI read back):")
-        stage_quality(pieces, args.work, "basic-pitch defaults", TranscribeConfig(**BASIC_PITCH_DEFAULTS, progress=False))
-        ours = stage_quality(pieces, args.work, "midimix defaults", TranscribeConfig(progress=False))
+        stage_quality(
+            pieces,
+            args.work,
+            "basic-pitch defaults",
+            TranscribeConfig(**BASIC_PITCH_DEFAULTS, progress=False),
+        )
+        ours = stage_quality(
+            pieces, args.work, "midimix defaults", TranscribeConfig(progress=False)
+        )
         lofi = [p for p in pieces if p.has_drums]
-        stage_quality(lofi, args.work, "midimix --hpss", TranscribeConfig(hpss=True, progress=False))
+        stage_quality(
+            lofi, args.work, "midimix --hpss", TranscribeConfig(hpss=True, progress=False)
+        )
         tempo_report(pieces, ours["records"], ours["out"])
     if args.only in (None, "speed"):
+        print("batching (onnxruntime, one session, default threads):")
+        batching(pieces)
         speed(pieces, args.work, args.workers)
 
 

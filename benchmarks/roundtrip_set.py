@@ -25,7 +25,12 @@ SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 ELECTRIC_PIANO = 4  # General MIDI program 5 (0-based 4): "Electric Piano 1"
 CHORALES = ("bach/bwv66.6", "bach/bwv269", "bach/bwv347", "bach/bwv153.1")
 # ii-V-I-vi voicings in C major as MIDI pitches (Dm9, G13, Cmaj9, A7b9): rootless, mid-range
-JAZZ_CHORDS = ((50, 60, 64, 65, 69), (43, 59, 64, 65, 69), (48, 59, 62, 64, 67), (45, 58, 61, 64, 67))
+JAZZ_CHORDS = (
+    (50, 60, 64, 65, 69),
+    (43, 59, 64, 65, 69),
+    (48, 59, 62, 64, 67),
+    (45, 58, 61, 64, 67),
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,9 @@ class Piece:
     has_drums: bool
 
 
-def chorale_midi(name: str, tempo_bpm: float, max_seconds: float = CLIP_SECONDS) -> pretty_midi.PrettyMIDI:
+def chorale_midi(
+    name: str, tempo_bpm: float, max_seconds: float = CLIP_SECONDS
+) -> pretty_midi.PrettyMIDI:
     """A music21 corpus chorale as piano MIDI at `tempo_bpm` (one quarter note a beat)."""
     import music21
 
@@ -80,7 +87,9 @@ def lofi_midi(
             velocity = int(rng.integers(70, 95))
             for pitch in chord:
                 keys.notes.append(
-                    pretty_midi.Note(velocity, pitch + transpose, start, start + length_beats * beat_s)
+                    pretty_midi.Note(
+                        velocity, pitch + transpose, start, start + length_beats * beat_s
+                    )
                 )
         if drums:
             for beat in range(4):
@@ -88,14 +97,18 @@ def lofi_midi(
                 drum = 36 if beat in (0, 2) else 38
                 kit.notes.append(pretty_midi.Note(100, drum, t, t + 0.1))
                 for hat_s in (t, t + swing_s):
-                    kit.notes.append(pretty_midi.Note(int(rng.integers(50, 75)), 42, hat_s, hat_s + 0.05))
+                    kit.notes.append(
+                        pretty_midi.Note(int(rng.integers(50, 75)), 42, hat_s, hat_s + 0.05)
+                    )
     pm.instruments.append(keys)
     if drums:
         pm.instruments.append(kit)
     return pm
 
 
-def click_midi(tempo_bpm: float, max_seconds: float = CLIP_SECONDS, pitch: int = 72) -> pretty_midi.PrettyMIDI:
+def click_midi(
+    tempo_bpm: float, max_seconds: float = CLIP_SECONDS, pitch: int = 72
+) -> pretty_midi.PrettyMIDI:
     """A piano note on every beat, accented on each bar's first beat."""
     beat_s = 60.0 / tempo_bpm
     pm = pretty_midi.PrettyMIDI(initial_tempo=tempo_bpm)
@@ -103,7 +116,9 @@ def click_midi(tempo_bpm: float, max_seconds: float = CLIP_SECONDS, pitch: int =
     for k in range(int(max_seconds / beat_s)):
         start = k * beat_s
         velocity = 110 if k % 4 == 0 else 80
-        piano.notes.append(pretty_midi.Note(velocity, pitch if k % 4 else pitch - 12, start, start + beat_s / 2))
+        piano.notes.append(
+            pretty_midi.Note(velocity, pitch if k % 4 else pitch - 12, start, start + beat_s / 2)
+        )
     pm.instruments.append(piano)
     return pm
 
@@ -111,7 +126,9 @@ def click_midi(tempo_bpm: float, max_seconds: float = CLIP_SECONDS, pitch: int =
 def render_wav(midi_path: Path, wav_path: Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> Path:
     """Render with the FluidSynth command line (the render stage is not needed here)."""
     if shutil.which("fluidsynth") is None:
-        raise RuntimeError("the fluidsynth command is missing: install the Debian package fluidsynth")
+        raise RuntimeError(
+            "the fluidsynth command is missing: install the Debian package fluidsynth"
+        )
     command = [
         "fluidsynth", "-ni", "-g", "0.5", "-F", str(wav_path), "-r", str(sample_rate_hz),
         str(SOUNDFONT), str(midi_path),
@@ -151,23 +168,35 @@ def make_piece(
 
 
 def build_set(
-    out_dir: Path, tempos_bpm: tuple[float, ...] = (70, 90, 110, 140), clip_seconds: float = CLIP_SECONDS
+    out_dir: Path,
+    tempos_bpm: tuple[float, ...] = (70, 90, 110, 140),
+    clip_seconds: float = CLIP_SECONDS,
 ) -> list[Piece]:
     """A chorale and a lo-fi piece (with drums) at each tempo, plus a drum-free lo-fi piece."""
     pieces = []
     for k, tempo in enumerate(tempos_bpm):
         chorale = CHORALES[k % len(CHORALES)]
         pm = chorale_midi(chorale, tempo, clip_seconds)
-        pieces.append(make_piece(pm, f"chorale{k}_{tempo:g}bpm", "classical", tempo, out_dir, clip_seconds))
+        pieces.append(
+            make_piece(pm, f"chorale{k}_{tempo:g}bpm", "classical", tempo, out_dir, clip_seconds)
+        )
         pm = lofi_midi(tempo, seed=k, drums=True, max_seconds=clip_seconds)
         pieces.append(make_piece(pm, f"lofi{k}_{tempo:g}bpm", "lofi", tempo, out_dir, clip_seconds))
     return pieces
 
 
-def known_notes(midi_path: Path, max_seconds: float = CLIP_SECONDS) -> tuple[np.ndarray, np.ndarray]:
+def known_notes(
+    midi_path: Path, max_seconds: float = CLIP_SECONDS
+) -> tuple[np.ndarray, np.ndarray]:
     """(intervals in s (n, 2), pitches in Hz (n,)) of the pitched notes, cut to the clip."""
     pm = pretty_midi.PrettyMIDI(str(midi_path))
-    notes = [n for inst in pm.instruments if not inst.is_drum for n in inst.notes if n.start < max_seconds]
+    notes = [
+        n
+        for inst in pm.instruments
+        if not inst.is_drum
+        for n in inst.notes
+        if n.start < max_seconds
+    ]
     return _as_mir_eval(notes)
 
 

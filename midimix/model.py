@@ -204,13 +204,58 @@ def _check_folder(folder: Path) -> None:
         )
 
 
+def load_weights(model: GPT2LMHeadModel, path: Path) -> None:
+    """Load a model.safetensors into `model`, every tensor checked by name and shape (the
+    output layer shares the input embedding, so it may be absent from the file)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(path)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except (OSError, SafetensorError, RuntimeError) as error:
+        raise MidimixError(
+            f"{path} is corrupt or belongs to another model ({_first_line(error)}); "
+            f"train again or use another checkpoint"
+        ) from error
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        names = ", ".join((missing or unexpected)[:3])
+        problem = "lacks" if missing else "has unknown"
+        raise MidimixError(
+            f"{path} {problem} tensors ({names}): it was not written for this model's config; "
+            f"train again or use another checkpoint"
+        )
+
+
+def _first_line(error: BaseException, max_chars: int = 200) -> str:
+    """An error's text on one line, cut short (state-dict errors span many lines)."""
+    text = " ".join(str(error).split())
+    return text[:max_chars] if text else type(error).__name__
+
+
+def _load_model(folder: Path) -> GPT2LMHeadModel:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    try:
+        config = GPT2Config.from_json_file(str(folder / CONFIG_FILE))
+    except (OSError, ValueError) as error:  # JSONDecodeError is a ValueError
+        raise MidimixError(
+            f"checkpoint {folder} has an unreadable {CONFIG_FILE} ({_first_line(error)}); "
+            f"train again or use another checkpoint"
+        ) from error
+    if getattr(config, "model_type", None) != "gpt2":
+        raise MidimixError(f"{folder / CONFIG_FILE} is not a GPT-2 config; expected gpt2")
+    model = GPT2LMHeadModel(config)
+    load_weights(model, folder / WEIGHTS_FILE)
+    return model
+
+
 def load_checkpoint(
     folder: Path, device: str = "cpu"
 ) -> tuple[GPT2LMHeadModel, GenreTokenizer, dict[str, Any]]:
     """(model in eval mode on `device`, its tokenizer, its midimix.json) from a checkpoint
     folder; a MidimixError names the problem for a missing, corrupt or mismatched one."""
-    from transformers import GPT2LMHeadModel
-
     from midimix.tokenize import GenreTokenizer
 
     folder = Path(folder)
@@ -222,18 +267,10 @@ def load_checkpoint(
         raise
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise MidimixError(
-            f"checkpoint {folder} has an unreadable {TOKENIZER_FILE} ({error}); "
+            f"checkpoint {folder} has an unreadable {TOKENIZER_FILE} ({_first_line(error)}); "
             f"train again or copy the tokenizer.json the model was trained with"
         ) from error
-    try:
-        with quiet_transformers():
-            model = GPT2LMHeadModel.from_pretrained(folder, local_files_only=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        raise MidimixError(
-            f"checkpoint {folder} is corrupt: its weights could not be loaded ({first_line}); "
-            f"train again or use another checkpoint (runs/<name>/last keeps the latest state)"
-        ) from error
+    model = _load_model(folder)
     if model.config.vocab_size != tokenizer.vocab_size:
         raise MidimixError(
             f"checkpoint {folder}: the model has {model.config.vocab_size} token ids but "

@@ -61,7 +61,7 @@ from midimix.manifest import (
 
 if TYPE_CHECKING:
     import miditok
-    from symusic.core import ScoreTick  # what symusic.Score(...) returns
+    from symusic.core import ScoreTick, TrackTick  # what symusic.Score(...) returns
 
 TOKENIZATIONS = ("REMI", "TSD")
 TRACK_MODES = ("merge", "programs")  # one merged piano part, or one Program token per note
@@ -203,7 +203,7 @@ def _miditok_config(genres: Sequence[str], config: TokenizeConfig) -> miditok.To
         use_programs=use_programs,
         programs=programs,
         one_token_stream_for_programs=True,
-        remove_duplicated_notes=True,  # merged tracks often double a note
+        remove_duplicated_notes=False,  # `prepare_score` does it, in numpy
         midimix=config.tokenizer_params(),  # kept in tokenizer.json (additional_params)
     )
 
@@ -241,12 +241,14 @@ def check_score(score: ScoreTick) -> None:
 
 def prepare_score(score: ScoreTick, tracks: str = "merge", drums: str = "drop") -> ScoreTick:
     """Drop or keep drums, merge pitched tracks into one part (program 0) or keep them."""
-    from symusic.core import ScoreTick, TrackTick, TrackTickList
+    from symusic.core import ScoreTick, TrackTick, TrackTickList  # noqa: F811 (runtime)
 
     kept = [t for t in score.tracks if drums == "keep" or not t.is_drum]
     if tracks == "programs":
         out = score.copy()
         out.tracks = TrackTickList([t.copy() for t in kept])
+        for track in out.tracks:
+            dedupe_notes(track)
         return out
     out = ScoreTick(score.ticks_per_quarter)
     out.tempos = score.tempos.copy()
@@ -258,9 +260,26 @@ def prepare_score(score: ScoreTick, tracks: str = "merge", drums: str = "drop") 
             merged = TrackTick("drums" if is_drum else "part", 0, is_drum)
             for part in parts:
                 merged.notes.extend(part.notes)
-            merged.notes.sort()
+            dedupe_notes(merged)
             out.tracks.append(merged)
     return out
+
+
+def dedupe_notes(track: TrackTick) -> None:
+    """Sort notes by (onset, pitch) and keep the longest of notes with the same onset and
+    pitch (merged voices often double a note), in place."""
+    import numpy as np
+    import symusic
+
+    if len(track.notes) == 0:
+        return
+    soa = track.notes.numpy()
+    order = np.lexsort((-soa["duration"].astype(np.int64), soa["pitch"], soa["time"]))
+    time, pitch = soa["time"][order], soa["pitch"][order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (time[1:] != time[:-1]) | (pitch[1:] != pitch[:-1])
+    keep = order[first]
+    track.notes = symusic.Note.from_numpy(**{key: value[keep] for key, value in soa.items()})
 
 
 def pitch_bounds(score: ScoreTick) -> tuple[int, int] | None:
@@ -451,7 +470,10 @@ class GenreTokenizer:
 
     def encode_base(self, prepared: ScoreTick) -> list[int]:
         """Base-vocabulary ids of a score already passed through `prepare`."""
-        seq = self.miditok.encode(prepared, encode_ids=False)
+        # preprocess + _score_to_tokens is miditok's `encode` without the bar and beat
+        # ticks it adds for its own BPE splitting: `bpe_encode` splits at Bar tokens instead.
+        tok = self.miditok
+        seq = tok._score_to_tokens(tok.preprocess_score(prepared))
         if isinstance(seq, list):  # one sequence per track: after merging there is at most one
             return [i for s in seq for i in s.ids]
         return list(seq.ids)

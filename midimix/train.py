@@ -398,12 +398,11 @@ def train(tokens_dir: Path, run_dir: Path, config: TrainConfig) -> TrainResult:
     """Train on tokens_dir's train split, validate on its validation split, write run_dir."""
     import torch
     from accelerate.utils import gather_object
-    from safetensors.torch import load_file
     from tqdm import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
     from midimix.dataset import TokenDataset, collate
-    from midimix.model import build_model, count_parameters, save_checkpoint
+    from midimix.model import build_model, count_parameters, load_weights, save_checkpoint
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -444,11 +443,7 @@ def train(tokens_dir: Path, run_dir: Path, config: TrainConfig) -> TrainResult:
     if config.resume and (last_dir / STATE_FILE).is_file():
         saved = json.loads((last_dir / STATE_FILE).read_text(encoding="utf-8"))
         check_resume(saved, config, data.sha256, world)
-        missing, unexpected = raw_model.load_state_dict(
-            load_file(last_dir / "model.safetensors"), strict=False
-        )
-        if unexpected or set(missing) - {"lm_head.weight"}:
-            raise MidimixError(f"{last_dir} does not match this model; start a new --run-dir")
+        load_weights(raw_model, last_dir / "model.safetensors")
         optimizer.load_state_dict(
             torch.load(
                 last_dir / "optimizer.pt", map_location=accelerator.device, weights_only=True

@@ -32,7 +32,11 @@ HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
 TICKS_PER_BEAT = 480
 DRUM_PITCHES = {"kick": 36, "snare": 38, "hihat": 42}  # General MIDI drum map
 TEMPO_MAPS = ("beats", "constant", "off")
-_ONNX_OUTPUTS = ("StatefulPartitionedCall:1", "StatefulPartitionedCall:2", "StatefulPartitionedCall:0")
+_ONNX_OUTPUTS = (
+    "StatefulPartitionedCall:1",
+    "StatefulPartitionedCall:2",
+    "StatefulPartitionedCall:0",
+)
 _ONNX_INPUT = "serving_default_input_2:0"
 
 
@@ -134,7 +138,9 @@ def run_model(audio: np.ndarray, session: Any, batch_windows: int = 1) -> dict[s
     windows = window_audio(audio)
     parts: dict[str, list[np.ndarray]] = {"note": [], "onset": [], "contour": []}
     for start in range(0, len(windows), batch_windows):
-        outputs = session.run(list(_ONNX_OUTPUTS), {_ONNX_INPUT: windows[start : start + batch_windows]})
+        outputs = session.run(
+            list(_ONNX_OUTPUTS), {_ONNX_INPUT: windows[start : start + batch_windows]}
+        )
         for key, value in zip(("note", "onset", "contour"), outputs, strict=True):
             parts[key].append(value)
     half = OVERLAP_FRAMES // 2

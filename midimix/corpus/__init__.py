@@ -21,13 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from midimix.config import DATA_DIR, check_range, parse_shard, save_config
+from midimix.config import DATA_DIR, check_range, parse_shard
 from midimix.errors import ConfigError, ItemError
 from midimix.manifest import (
     Item,
     Manifest,
     StageSummary,
     atomic_write_bytes,
+    atomic_write_json,
     run_items,
 )
 
@@ -93,9 +94,16 @@ def _lofi_item(item: Item) -> dict[str, Any]:
 
 def _classical_item(item: Item, spec: Any) -> dict[str, Any]:
     """Worker: parse one score, write its segments atomically, remove stale older segments."""
-    from midimix.corpus.classical import export_score
+    from midimix.corpus.classical import export_score, loading_errors
 
-    segments, facts = export_score(item.source, spec)
+    try:
+        segments, facts = export_score(item.source, spec)
+    except loading_errors() as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "no details"
+        raise ItemError(
+            f"music21 cannot read this score ({type(error).__name__}: {detail}); "
+            f"it is left out (a corrupt, incomplete or unsupported score file)"
+        ) from error
     if not segments:
         raise ItemError(
             f"no segment with notes: the score holds {facts['notes']} notes in "
@@ -169,7 +177,7 @@ def build_corpus(out_dir: Path, config: CorpusConfig) -> StageSummary:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, out_dir / "corpus_config.json")
+    atomic_write_json(out_dir / "corpus_config.json", asdict(config))  # paths as text
     manifest = Manifest(out_dir / "manifest.jsonl")
     shard = parse_shard(config.shard)
     summaries = []

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import symusic
+from symusic.core import NoteTick, ScoreTick, TempoTick, TimeSignatureTick, TrackTick
 
 TICKS_PER_QUARTER = 480
 
@@ -256,7 +256,9 @@ def score_data(score: Any, path: Path) -> ScoreData:
         notes = _merge_ties(list(flat.notes), _dynamics_lookup(flat))
         instrument = part.getInstrument(returnDefault=True)
         program = instrument.midiProgram if instrument.midiProgram is not None else 0
-        out_parts.append(_Part(str(part.partName or instrument.instrumentName or ""), program, notes))
+        out_parts.append(
+            _Part(str(part.partName or instrument.instrumentName or ""), program, notes)
+        )
     end = max((n[1] for p in out_parts for n in p.notes), default=0.0)
 
     first = parts[0]
@@ -268,7 +270,10 @@ def score_data(score: Any, path: Path) -> ScoreData:
 
     flat_first = first.flatten()
     tempos: list[tuple[float, float]] = []
-    for mark in flat_first.getElementsByClass(tempo.MetronomeMark):
+    marks = list(score.getElementsByClass(tempo.MetronomeMark))  # score-level, then part 1
+    for mark in sorted(marks, key=lambda m: float(m.offset)) or flat_first.getElementsByClass(
+        tempo.MetronomeMark
+    ):
         # a number, or a tempo word (text) music21 maps to one; never music21's bare default
         if mark.number is None and not mark.text:
             continue
@@ -330,7 +335,7 @@ def _velocity(
 
 def build_segment(
     data: ScoreData, seg: tuple[float, float], spec: SegmentSpec, seed: int
-) -> symusic.Score:
+) -> ScoreTick:
     """One segment as a symusic score starting at tick 0 (notes cut at the segment's end)."""
     rng = np.random.default_rng(seed)
     tpq = TICKS_PER_QUARTER
@@ -339,32 +344,32 @@ def build_segment(
     def tick(offset: float) -> int:
         return int(round((offset - start_q) * tpq))
 
-    score = symusic.Score(tpq)
+    score = ScoreTick(tpq)
     in_force = [t for t in data.tempos if t[0] <= start_q][-1:]
     for offset, qpm in in_force + [t for t in data.tempos if start_q < t[0] < end_q]:
-        score.tempos.append(symusic.Tempo(max(0, tick(offset)), qpm=qpm))
+        score.tempos.append(TempoTick(max(0, tick(offset)), qpm))
     signatures = [s for s in data.time_signatures if s[0] <= start_q][-1:] or [(0.0, 4, 4)]
     signatures += [s for s in data.time_signatures if start_q < s[0] < end_q]
     for offset, num, den in signatures:
-        score.time_signatures.append(symusic.TimeSignature(max(0, tick(offset)), num, den))
+        score.time_signatures.append(TimeSignatureTick(max(0, tick(offset)), num, den))
     beat_q = 4.0 / signatures[0][2]
     for part in data.parts:
         program = spec.program if spec.program is not None else part.program
-        track = symusic.Track(part.name, program=program)
+        track = TrackTick(part.name, program, False)
         for start, end, pitch, volume in part.notes:
             if not (start_q <= start < end_q) or not 0 <= pitch <= 127:
                 continue
             t0, t1 = tick(start), tick(min(end, end_q))
             velocity = _velocity(volume, start, seg, beat_q, rng, spec.humanize_velocity)
-            track.notes.append(symusic.Note(t0, max(1, t1 - t0), pitch, velocity))
+            track.notes.append(NoteTick(t0, max(1, t1 - t0), pitch, velocity))
         if len(track.notes):
             score.tracks.append(track)
     return score
 
 
-def export_score(path: Path, spec: SegmentSpec) -> tuple[list[symusic.Score], dict[str, Any]]:
+def export_score(path: Path, spec: SegmentSpec) -> tuple[list[ScoreTick], dict[str, Any]]:
     """Parse one score file and cut it into segments; also return facts for the manifest."""
-    segments: list[symusic.Score] = []
+    segments: list[ScoreTick] = []
     facts: dict[str, Any] = {"composer": composer_of(path), "scores": 0, "notes": 0, "bars": 0}
     seed_base = int(hashlib.sha256(score_id(path).encode()).hexdigest()[:8], 16)
     for score in load_scores(path):

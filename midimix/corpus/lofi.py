@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from itertools import permutations
 
 import numpy as np
-import symusic
+from symusic.core import NoteTick, ScoreTick, TempoTick, TimeSignatureTick, TrackTick
 
 GENERATOR_VERSION = "lofi-rules-1"  # change when the rules change: resumed builds then redo
 TICKS_PER_QUARTER = 480
@@ -320,7 +320,7 @@ class _Writer:
         return int(np.clip(round(base + self.rng.normal(0.0, spread)), 1, 127))
 
 
-def generate_lofi(seed: int) -> tuple[symusic.Score, LofiTraits]:
+def generate_lofi(seed: int) -> tuple[ScoreTick, LofiTraits]:
     """One lo-fi piece made by the rules above, fully determined by `seed`."""
     traits = draw_traits(seed)
     rng = np.random.default_rng([seed, 1])  # a second stream for the notes themselves
@@ -333,7 +333,7 @@ def generate_lofi(seed: int) -> tuple[symusic.Score, LofiTraits]:
     flat_chords = [(bar, step, chord) for bar, p in enumerate(plan) for step, chord in p.chords]
     voicings = voice_lead([c for _, _, c in flat_chords])
     comp = COMP_PATTERNS[traits.comp_pattern]
-    ep = symusic.Track("electric piano", program=EP_PROGRAM)
+    ep = TrackTick("electric piano", EP_PROGRAM, False)
     hits: list[tuple[int, int, tuple[int, ...]]] = []  # (bar, step, voicing)
     for i, (bar, start, _) in enumerate(flat_chords):
         same_bar_next = i + 1 < len(flat_chords) and flat_chords[i + 1][0] == bar
@@ -349,10 +349,10 @@ def generate_lofi(seed: int) -> tuple[symusic.Score, LofiTraits]:
         duration = min(duration, end_tick - tick)
         accent = 62.0 if step == 0 else 54.0
         for pitch in voicing:
-            ep.notes.append(symusic.Note(tick, duration, pitch, writer.velocity(accent, 5.0)))
+            ep.notes.append(NoteTick(tick, duration, pitch, writer.velocity(accent, 5.0)))
 
     # Bass: roots and fifths (and octaves) of the chord sounding at each step.
-    bass = symusic.Track("bass", program=BASS_PROGRAM)
+    bass = TrackTick("bass", BASS_PROGRAM, False)
     pattern = BASS_PATTERNS[traits.bass_pattern]
     for bar, bar_plan in enumerate(plan):
         for j, (step, role) in enumerate(pattern):
@@ -361,20 +361,20 @@ def generate_lofi(seed: int) -> tuple[symusic.Score, LofiTraits]:
             pitch = root_pitch + {"root": 0, "fifth": 7, "octave": 12}[role]
             while pitch > BASS_RANGE[1]:
                 pitch -= 12
-            nxt = pattern[j + 1][0] if j + 1 < len(pattern) else STEPS_PER_BAR
+            next_step = pattern[j + 1][0] if j + 1 < len(pattern) else STEPS_PER_BAR
             tick = writer.hit_tick(bar, step, late_ms=4.0)
-            duration = min(writer.steps_to_ticks(nxt - step) - tpq // 16, end_tick - tick)
+            duration = min(writer.steps_to_ticks(next_step - step) - tpq // 16, end_tick - tick)
             base = 92.0 if step == 0 else 80.0
-            bass.notes.append(symusic.Note(tick, duration, pitch, writer.velocity(base)))
+            bass.notes.append(NoteTick(tick, duration, pitch, writer.velocity(base)))
 
     drums = _drum_track(traits, plan, writer, end_tick)
     tracks = [ep, bass, drums]
     if traits.melody_program is not None:
         tracks.append(_melody_track(traits, plan, writer, rng, end_tick))
 
-    score = symusic.Score(tpq)
-    score.tempos.append(symusic.Tempo(0, qpm=traits.tempo_qpm))
-    score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+    score = ScoreTick(tpq)
+    score.tempos.append(TempoTick(0, traits.tempo_qpm))
+    score.time_signatures.append(TimeSignatureTick(0, 4, 4))
     for track in tracks:
         track.notes.sort(key=lambda n: (n.time, n.pitch))
         score.tracks.append(track)
@@ -383,9 +383,9 @@ def generate_lofi(seed: int) -> tuple[symusic.Score, LofiTraits]:
 
 def _drum_track(
     traits: LofiTraits, plan: list[BarPlan], writer: _Writer, end_tick: int
-) -> symusic.Track:
+) -> TrackTick:
     """Boom-bap: kick pattern, snare on 2 and 4 (late), ghost snares, hats, a fill-in open hat."""
-    track = symusic.Track("drums", program=0, is_drum=True)
+    track = TrackTick("drums", 0, True)
     kicks = KICK_PATTERNS[traits.kick_pattern]
     ghosts = GHOST_STEPS[traits.kick_pattern % len(GHOST_STEPS)]
     hat_step = 4 // traits.hats_per_beat
@@ -405,7 +405,7 @@ def _drum_track(
             tick = writer.hit_tick(bar, step, late_ms=late_ms, jitter_ms=5.0)
             if tick < end_tick:
                 spread = 3.0 if velocity < 40 else 7.0
-                track.notes.append(symusic.Note(tick, length, key, writer.velocity(velocity, spread)))
+                track.notes.append(NoteTick(tick, length, key, writer.velocity(velocity, spread)))
     return track
 
 
@@ -415,11 +415,11 @@ def _melody_track(
     writer: _Writer,
     rng: np.random.Generator,
     end_tick: int,
-) -> symusic.Track:
+) -> TrackTick:
     """A 1-2 bar motif, repeated; every 4th statement varied (a note dropped, shifted or
     changed); each note fitted to the chord under it so the line follows the harmony."""
     program = traits.melody_program if traits.melody_program is not None else EP_PROGRAM
-    track = symusic.Track("melody", program=program)
+    track = TrackTick("melody", program, False)
     motif_bars = int(rng.integers(1, 3))
     motif = _motif(rng, motif_bars, density=int(rng.integers(0, 4)))
     scale = _scale(traits)
@@ -449,5 +449,5 @@ def _melody_track(
             tick = writer.hit_tick(bar, in_bar, late_ms=6.0, jitter_ms=8.0)
             duration = min(writer.steps_to_ticks(dur_steps), end_tick - tick)
             if duration > 0:
-                track.notes.append(symusic.Note(tick, duration, pitch, writer.velocity(70.0, 8.0)))
+                track.notes.append(NoteTick(tick, duration, pitch, writer.velocity(70.0, 8.0)))
     return track

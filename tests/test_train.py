@@ -1,0 +1,181 @@
+"""Training: a tiny GPT-2 learns a two-genre synthetic corpus and tells the genres apart;
+resuming is exact; two CPU processes train together (DDP); bad inputs get one clear error."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import symusic
+import torch
+from safetensors.torch import load_file
+
+from midimix.errors import ConfigError, MidimixError
+from midimix.model import load_checkpoint
+from midimix.tokenize import TokenizeConfig, load_sequences, tokenize
+from midimix.train import TrainConfig, genre_sensitivity, main, train
+
+TPQ = 480
+PIECES_PER_GENRE = 16
+
+
+def synthetic_piece(genre: str, seed: int, bars: int = 4) -> symusic.Score:
+    """low: soft half notes in the bass; high: loud sixteenth notes far above."""
+    rng = random.Random(f"{genre}:{seed}")
+    if genre == "low":
+        step, pitches, velocity = 2 * TPQ, range(36, 52), 50
+    else:
+        step, pitches, velocity = TPQ // 4, range(76, 96), 100
+    score = symusic.Score(TPQ)
+    track = symusic.Track(program=0)
+    for time in range(0, bars * 4 * TPQ, step):
+        track.notes.append(symusic.Note(time, step, rng.choice(pitches), velocity))
+    score.tracks.append(track)
+    return score
+
+
+@pytest.fixture(scope="module")
+def tokens_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("corpus")
+    for genre in ("low", "high"):
+        (root / "midi" / genre).mkdir(parents=True)
+        for i in range(PIECES_PER_GENRE):
+            synthetic_piece(genre, i).dump_midi(root / "midi" / genre / f"{genre}{i:02d}.mid")
+    config = TokenizeConfig(transpose_semitones=0, validation_fraction=0.25, progress=False)
+    tokenize(root / "midi", root / "tokens", config)
+    return root / "tokens"
+
+
+def quick(**changes: object) -> TrainConfig:
+    """A tiny, fast run: one thread (the test machine is shared), chunks of 64 tokens."""
+    base = dict(preset="tiny", max_steps=12, batch_size=8, lr=3e-3, warmup_steps=5,
+                max_seq_len=64, eval_every=100, any_prob=0.1, threads=1, progress=False)  # fmt: skip
+    base.update(changes)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def trained(tokens_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    run_dir = tmp_path_factory.mktemp("runs") / "learn"
+    return train(tokens_dir, run_dir, quick(max_steps=80, eval_every=40))
+
+
+def test_learns_both_genres_and_tells_them_apart(trained, tokens_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    assert trained.finished and trained.step == 80
+    assert trained.unigram_val_loss > 3.0  # 270 ids, ~40 in use: a context-free model is poor
+    assert trained.best_val_loss < 0.5 * trained.unigram_val_loss
+    assert set(trained.val_loss_per_genre) == {"high", "low"}
+    assert trained.genre_sensitivity >= 0.9
+    model, tokenizer, meta = load_checkpoint(trained.best_dir)
+    assert meta["step"] in (40, 80) and meta["val_loss"] == trained.best_val_loss
+    assert meta["data_sha256"].keys() == {"sequences.jsonl", "tokenizer.json"}
+    assert meta["train_config"]["max_steps"] == 80 and meta["genres"] == ["high", "low"]
+    validation = load_sequences(tokens_dir, "validation")
+    assert len(validation) == 8  # 4 recordings per genre held out
+    assert genre_sensitivity(model, tokenizer, validation, 64) == meta["genre_sensitivity"]
+    # An untrained model does not know the genres: the score is earned by training.
+    torch.manual_seed(0)
+    from midimix.model import build_model
+
+    fresh = build_model(
+        tokenizer.vocab_size, "tiny", tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
+    )
+    assert genre_sensitivity(fresh, tokenizer, validation, 64) <= 0.75
+
+
+def test_log_has_falling_training_loss_and_validation_rows(trained) -> None:  # type: ignore[no-untyped-def]
+    with open(trained.run_dir / "log.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    train_rows = [r for r in rows if r["train_loss"]]
+    val_rows = [r for r in rows if r["val_loss"]]
+    assert [int(r["step"]) for r in train_rows] == list(range(10, 81, 10))
+    assert [int(r["step"]) for r in val_rows] == [40, 80]
+    assert float(train_rows[-1]["train_loss"]) < 0.5 * float(train_rows[0]["train_loss"])
+    assert float(val_rows[-1]["genre_sensitivity"]) >= 0.9
+    assert {"val_loss_high", "val_loss_low"} <= rows[0].keys()
+
+
+def test_resume_continues_exactly(tokens_dir: Path, tmp_path: Path) -> None:
+    # 14 steps cross an epoch (about 11 steps of 8 chunks); Genre_any and shuffling both count.
+    straight = train(tokens_dir, tmp_path / "straight", quick(max_steps=14))
+    first = train(tokens_dir, tmp_path / "split", quick(max_steps=14, stop_after_steps=7))
+    assert not first.finished and first.step == 7
+    state = json.loads((tmp_path / "split" / "last" / "state.json").read_text())
+    assert state["state"]["step"] == 7 and state["state"]["batch_in_epoch"] == 7
+    second = train(tokens_dir, tmp_path / "split", quick(max_steps=14, resume=True))
+    assert second.finished and second.step == straight.step == 14
+    a = load_file(tmp_path / "straight" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "split" / "last" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert second.best_val_loss == pytest.approx(straight.best_val_loss, rel=1e-5)
+    # Resuming with other options would not continue the same run: refused, with the reason.
+    with pytest.raises(ConfigError, match=r"lr: 0.003 -> 0.001"):
+        train(tokens_dir, tmp_path / "split", quick(max_steps=14, lr=1e-3, resume=True))
+    with pytest.raises(MidimixError, match="already holds a run; pass --resume"):
+        train(tokens_dir, tmp_path / "split", quick(max_steps=14))
+
+
+def test_two_cpu_processes_train_together(tokens_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "midimix.train", "--tokens-dir", str(tokens_dir), "--run-dir", str(run_dir),
+        "--preset", "tiny", "--max-steps", "3", "--batch-size", "4", "--max-seq-len", "64",
+        "--threads", "1", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("train: done at step 3/3") == 1  # printed by the main process only
+    state = json.loads((run_dir / "last" / "state.json").read_text())
+    assert state["world_size"] == 2 and state["state"]["step"] == 3
+    assert len(torch.load(run_dir / "last" / "rng.pt", weights_only=True)) == 2  # one per process
+
+
+def write_tokens(folder: Path, source: Path, keep) -> Path:  # type: ignore[no-untyped-def]
+    folder.mkdir()
+    shutil.copy(source / "tokenizer.json", folder / "tokenizer.json")
+    lines = (source / "sequences.jsonl").read_text().splitlines()
+    kept = [line for line in lines if keep(json.loads(line))]
+    (folder / "sequences.jsonl").write_text("".join(line + "\n" for line in kept))
+    return folder
+
+
+def test_empty_data_set(tokens_dir: Path, tmp_path: Path) -> None:
+    empty = write_tokens(tmp_path / "empty", tokens_dir, lambda row: False)
+    with pytest.raises(MidimixError, match="training split .* is empty"):
+        train(empty, tmp_path / "run", quick())
+    with pytest.raises(MidimixError, match="does not exist: run `midimix tokenize` first"):
+        train(tmp_path / "nowhere", tmp_path / "run", quick())
+
+
+def test_tiny_data_set_without_validation(tokens_dir: Path, tmp_path: Path) -> None:
+    tiny = write_tokens(tmp_path / "tiny", tokens_dir, lambda row: row["split"] == "train")
+    with pytest.raises(MidimixError, match="validation split .* is empty"):
+        train(tiny, tmp_path / "run", quick())
+
+
+def test_context_longer_than_every_sequence_pads(tokens_dir: Path, tmp_path: Path) -> None:
+    short = write_tokens(tmp_path / "short", tokens_dir, lambda row: row["genre"] == "low")
+    longest = max(len(ids) for _, ids in load_sequences(short, "train")) + 3  # BOS, genre, EOS
+    assert longest < 128
+    result = train(short, tmp_path / "run", quick(max_steps=3, max_seq_len=128))
+    assert result.step == 3 and 0 < result.best_val_loss < 10
+    with pytest.raises(ConfigError, match=r"max_seq_len must be in \[8, 128\], got 256"):
+        quick(max_seq_len=256)
+
+
+def test_command_line_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--tokens-dir", str(tmp_path / "none"), "--run-dir", str(tmp_path / "r"),
+                 "--preset", "tiny", "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "midimix tokenize" in err
