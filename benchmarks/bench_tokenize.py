@@ -24,6 +24,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from symusic.core import NoteTick, ScoreTick, TempoTick, TimeSignatureTick, TrackTick
@@ -109,7 +110,9 @@ def build_corpus(root: Path, pieces: int) -> Path:
     return midi
 
 
-def time_pair(first, second, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def time_pair(
+    first: Callable[[], object], second: Callable[[], object], repeats: int
+) -> tuple[float, float]:
     """Median seconds of two callables, run alternately after one warm-up each, so that the
     load of a shared machine falls on both alike."""
     first()

@@ -256,6 +256,8 @@ def load_checkpoint(
 ) -> tuple[GPT2LMHeadModel, GenreTokenizer, dict[str, Any]]:
     """(model in eval mode on `device`, its tokenizer, its midimix.json) from a checkpoint
     folder; a MidimixError names the problem for a missing, corrupt or mismatched one."""
+    import torch
+
     from midimix.tokenize import GenreTokenizer
 
     folder = Path(folder)
@@ -284,6 +286,6 @@ def load_checkpoint(
             f"{list(tokenizer.genres)}; the tokenizer is not the one the model was trained with"
         )
     model.loss_type = CAUSAL_LM_LOSS
-    model.to(device)
+    torch.nn.Module.to(model, device)  # (transformers' own `to` is typed for dtypes only)
     model.eval()
     return model, tokenizer, meta

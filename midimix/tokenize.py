@@ -42,9 +42,9 @@ from midimix.config import (
     check_choice,
     check_genre_name,
     check_range,
+    config_to_dict,
     parse_genre_paths,
     parse_shard,
-    save_config,
 )
 from midimix.errors import ConfigError, InputError, ItemError, cli_errors
 from midimix.manifest import (
@@ -54,7 +54,6 @@ from midimix.manifest import (
     Manifest,
     StageSummary,
     atomic_path,
-    atomic_write_json,
     atomic_write_text,
     run_items,
 )
@@ -269,7 +268,7 @@ def dedupe_notes(track: TrackTick) -> None:
     """Sort notes by (onset, pitch) and keep the longest of notes with the same onset and
     pitch (merged voices often double a note), in place."""
     import numpy as np
-    import symusic
+    from symusic.core import NoteTickList
 
     if len(track.notes) == 0:
         return
@@ -279,7 +278,10 @@ def dedupe_notes(track: TrackTick) -> None:
     first = np.ones(len(order), dtype=bool)
     first[1:] = (time[1:] != time[:-1]) | (pitch[1:] != pitch[:-1])
     keep = order[first]
-    track.notes = symusic.Note.from_numpy(**{key: value[keep] for key, value in soa.items()})
+    columns = [np.ascontiguousarray(soa[key][keep]) for key in ("time", "duration", "pitch")]
+    velocity = np.ascontiguousarray(soa["velocity"][keep])
+    # the stub lacks @staticmethod, hence the ignore
+    track.notes = NoteTickList.from_numpy(*columns, velocity)  # type: ignore[call-arg]
 
 
 def pitch_bounds(score: ScoreTick) -> tuple[int, int] | None:
@@ -391,8 +393,11 @@ class GenreTokenizer:
 
     def save(self, folder: Path) -> None:
         """folder/tokenizer.json (atomic): miditok's own JSON, config and vocabulary."""
-        text = json.dumps(self.miditok.to_dict(), indent=1)
-        atomic_write_text(Path(folder) / TOKENIZER_FILE, text + "\n")
+        atomic_write_text(Path(folder) / TOKENIZER_FILE, self.to_json())
+
+    def to_json(self) -> str:
+        """The text of tokenizer.json: miditok's config, vocabulary and BPE model."""
+        return json.dumps(self.miditok.to_dict(), indent=1) + "\n"
 
     @classmethod
     def load(cls, folder: Path) -> GenreTokenizer:
@@ -746,10 +751,10 @@ def _assemble(
                 bpe_len[item.genre] += len(ids)
                 beats[item.genre] += data["beats"]
 
-    tokenizer.save(out_dir)
-    atomic_write_text(out_dir / SEQUENCES_FILE, "".join(r + "\n" for r in rows))
-    atomic_write_json(out_dir / SPLITS_FILE, splits)
-    save_config(config, out_dir / CONFIG_FILE)
+    _write_text(out_dir / TOKENIZER_FILE, tokenizer.to_json())
+    _write_text(out_dir / SEQUENCES_FILE, "".join(r + "\n" for r in rows))
+    _write_text(out_dir / SPLITS_FILE, _json_text(splits))
+    _write_text(out_dir / CONFIG_FILE, _json_text(config_to_dict(config)))
     result.tokens_per_beat = {g: _ratio(base_len[g], beats[g]) for g in genres}
     if tokenizer.is_trained:
         result.tokens_per_beat_bpe = {g: _ratio(bpe_len[g], beats[g]) for g in genres}
@@ -762,12 +767,23 @@ def _assemble(
         "tokens_per_beat": result.tokens_per_beat,
         "tokens_per_beat_bpe": result.tokens_per_beat_bpe,
     }
-    atomic_write_json(out_dir / STATS_FILE, stats)
+    _write_text(out_dir / STATS_FILE, _json_text(stats))
     result.tokenizer_path = out_dir / TOKENIZER_FILE
     result.sequences_path = out_dir / SEQUENCES_FILE
     result.splits_path = out_dir / SPLITS_FILE
     result.num_sequences = len(rows)
     return result
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Atomic (temporary file, then rename) without fsync: these files are rewritten by
+    every run from the manifest, which is synced, so a crash cannot leave them stale."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _json_text(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
 
 
 def _ratio(num: float, den: float) -> float:

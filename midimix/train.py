@@ -199,15 +199,15 @@ def genre_losses(
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             longest = max(len(r[2]) for r in chunk)
-            ids = torch.full((len(chunk), longest), tokenizer.pad_id, dtype=torch.long)
+            batch_ids = torch.full((len(chunk), longest), tokenizer.pad_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), longest), dtype=torch.long)
             for i, (_, _, row) in enumerate(chunk):
-                ids[i, : len(row)] = torch.tensor(row)
+                batch_ids[i, : len(row)] = torch.tensor(row)
                 mask[i, : len(row)] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            logits = model(input_ids=batch_ids.to(device), attention_mask=mask.to(device)).logits
             # Position t predicts token t+1; score targets 2.. (the body), not the genre token.
             logp = F.log_softmax(logits[:, 1:-1].float(), dim=-1).cpu()  # (B, T-2, V)
-            targets = ids[:, 2:]
+            targets = batch_ids[:, 2:]
             token_nll = -logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-2)
             row_nll = (token_nll * mask[:, 2:]).sum(dim=1).double()
             for i, (s, g, _) in enumerate(chunk):

@@ -238,7 +238,9 @@ def test_score_tempo_mark_is_kept(tmp_path: Path) -> None:
 
 def test_corpus_listing_is_deduplicated_and_interleaved() -> None:
     scores = corpus_scores()
-    assert len(scores) > 1500
+    assert 600 < len(scores) < 700
+    assert "palestrina" not in {composer_of(p) for p in scores}  # restricted: only by name
+    assert len(corpus_scores(["palestrina"])) == 1318
     stems = [(p.parent, p.stem) for p in scores]
     assert len(set(stems)) == len(stems)  # bwv277.krn / .mxl: one of them
     assert not any(p.suffix == ".rntxt" for p in scores)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import GPT2LMHeadModel
 
 import midimix.model as model_module
 from midimix.errors import ConfigError, MidimixError
@@ -28,7 +29,7 @@ def tokenizer() -> GenreTokenizer:
     return GenreTokenizer.build(["high", "low"], TokenizeConfig())
 
 
-def tiny(tokenizer: GenreTokenizer, seed: int = 0) -> torch.nn.Module:
+def tiny(tokenizer: GenreTokenizer, seed: int = 0) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
     return build_model(
         tokenizer.vocab_size, "tiny", tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
@@ -45,8 +46,11 @@ def test_build_model_follows_the_preset(tokenizer: GenreTokenizer) -> None:
     c = model.config
     assert (c.n_layer, c.n_embd, c.n_head, c.n_positions) == (2, 64, 2, 128)
     assert (c.vocab_size, c.pad_token_id, c.bos_token_id, c.eos_token_id) == (
-        tokenizer.vocab_size, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id,
-    )  # fmt: skip
+        tokenizer.vocab_size,
+        tokenizer.pad_id,
+        tokenizer.bos_id,
+        tokenizer.eos_id,
+    )
     # embeddings (V + 128 positions) x 64, two blocks of 12*64^2 + 13*64, final norm 2*64
     v = tokenizer.vocab_size
     assert count_parameters(model) == (v + 128) * 64 + 2 * (12 * 64 * 64 + 13 * 64) + 2 * 64
@@ -69,9 +73,15 @@ def test_checkpoint_round_trip(tokenizer: GenreTokenizer, tmp_path: Path) -> Non
     meta = {"step": 7, "val_loss": 1.25, "val_loss_per_genre": {"high": 1.0, "low": 1.5}}
     save_checkpoint(model, tokenizer, meta, tmp_path / "best")
     names = sorted(p.name for p in (tmp_path / "best").iterdir())
-    assert names == sorted([
-        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "midimix.json",
-    ])  # fmt: skip
+    assert names == sorted(
+        [
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "midimix.json",
+        ]
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["best"]  # no temporary folders left
     loaded, loaded_tokenizer, loaded_meta = load_checkpoint(tmp_path / "best")
     assert same_weights(model, loaded)

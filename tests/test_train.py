@@ -10,33 +10,35 @@ import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-import symusic
 import torch
 from safetensors.torch import load_file
+from symusic.core import NoteTick, ScoreTick, TrackTick
 
 from midimix.errors import ConfigError, MidimixError
 from midimix.model import load_checkpoint
 from midimix.tokenize import TokenizeConfig, load_sequences, tokenize
-from midimix.train import TrainConfig, genre_sensitivity, main, train
+from midimix.train import TrainConfig, TrainResult, genre_sensitivity, main, train
 
 TPQ = 480
 PIECES_PER_GENRE = 16
 
 
-def synthetic_piece(genre: str, seed: int, bars: int = 4) -> symusic.Score:
+def synthetic_piece(genre: str, seed: int, bars: int = 4) -> ScoreTick:
     """low: soft half notes in the bass; high: loud sixteenth notes far above."""
     rng = random.Random(f"{genre}:{seed}")
     if genre == "low":
         step, pitches, velocity = 2 * TPQ, range(36, 52), 50
     else:
         step, pitches, velocity = TPQ // 4, range(76, 96), 100
-    score = symusic.Score(TPQ)
-    track = symusic.Track(program=0)
+    score = ScoreTick(TPQ)
+    track = TrackTick("", 0, False)  # name, program (piano), is_drum
     for time in range(0, bars * 4 * TPQ, step):
-        track.notes.append(symusic.Note(time, step, rng.choice(pitches), velocity))
+        track.notes.append(NoteTick(time, step, rng.choice(pitches), velocity))
     score.tracks.append(track)
     return score
 
@@ -55,19 +57,29 @@ def tokens_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def quick(**changes: object) -> TrainConfig:
     """A tiny, fast run: one thread (the test machine is shared), chunks of 64 tokens."""
-    base = dict(preset="tiny", max_steps=12, batch_size=8, lr=3e-3, warmup_steps=5,
-                max_seq_len=64, eval_every=100, any_prob=0.1, threads=1, progress=False)  # fmt: skip
+    base: dict[str, Any] = dict(
+        preset="tiny",
+        max_steps=12,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=5,
+        max_seq_len=64,
+        eval_every=100,
+        any_prob=0.1,
+        threads=1,
+        progress=False,
+    )
     base.update(changes)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return TrainConfig(**base)
 
 
 @pytest.fixture(scope="module")
-def trained(tokens_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def trained(tokens_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     run_dir = tmp_path_factory.mktemp("runs") / "learn"
     return train(tokens_dir, run_dir, quick(max_steps=80, eval_every=40))
 
 
-def test_learns_both_genres_and_tells_them_apart(trained, tokens_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_learns_both_genres_and_tells_them_apart(trained: TrainResult, tokens_dir: Path) -> None:
     assert trained.finished and trained.step == 80
     assert trained.unigram_val_loss > 3.0  # 270 ids, ~40 in use: a context-free model is poor
     assert trained.best_val_loss < 0.5 * trained.unigram_val_loss
@@ -90,7 +102,7 @@ def test_learns_both_genres_and_tells_them_apart(trained, tokens_dir: Path) -> N
     assert genre_sensitivity(fresh, tokenizer, validation, 64) <= 0.75
 
 
-def test_log_has_falling_training_loss_and_validation_rows(trained) -> None:  # type: ignore[no-untyped-def]
+def test_log_has_falling_training_loss_and_validation_rows(trained: TrainResult) -> None:
     with open(trained.run_dir / "log.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     train_rows = [r for r in rows if r["train_loss"]]
@@ -127,11 +139,30 @@ def test_resume_continues_exactly(tokens_dir: Path, tmp_path: Path) -> None:
 def test_two_cpu_processes_train_together(tokens_dir: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "midimix.train", "--tokens-dir", str(tokens_dir), "--run-dir", str(run_dir),
-        "--preset", "tiny", "--max-steps", "3", "--batch-size", "4", "--max-seq-len", "64",
-        "--threads", "1", "--no-progress",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "midimix.train",
+        "--tokens-dir",
+        str(tokens_dir),
+        "--run-dir",
+        str(run_dir),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--max-seq-len",
+        "64",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -141,7 +172,7 @@ def test_two_cpu_processes_train_together(tokens_dir: Path, tmp_path: Path) -> N
     assert len(torch.load(run_dir / "last" / "rng.pt", weights_only=True)) == 2  # one per process
 
 
-def write_tokens(folder: Path, source: Path, keep) -> Path:  # type: ignore[no-untyped-def]
+def write_tokens(folder: Path, source: Path, keep: Callable[[dict[str, Any]], bool]) -> Path:
     folder.mkdir()
     shutil.copy(source / "tokenizer.json", folder / "tokenizer.json")
     lines = (source / "sequences.jsonl").read_text().splitlines()
@@ -175,7 +206,16 @@ def test_context_longer_than_every_sequence_pads(tokens_dir: Path, tmp_path: Pat
 
 
 def test_command_line_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--tokens-dir", str(tmp_path / "none"), "--run-dir", str(tmp_path / "r"),
-                 "--preset", "tiny", "--no-progress"])  # fmt: skip
+    code = main(
+        [
+            "--tokens-dir",
+            str(tmp_path / "none"),
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--preset",
+            "tiny",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "midimix tokenize" in err

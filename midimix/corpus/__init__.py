@@ -41,8 +41,8 @@ __all__ = ["CORPUS_DIR", "CorpusConfig", "build_corpus"]
 @dataclass
 class CorpusConfig:
     lofi: int = 600  # rule-made lo-fi pieces (~30 s each)
-    classical: int | None = 300  # cap on music21 scores; None: all (~1,960, ~2 h on 2 cores)
-    composers: tuple[str, ...] | None = None  # music21 composer folders; None: all art music
+    classical: int | None = None  # cap on the number of music21 scores; None: all of them
+    composers: tuple[str, ...] | None = None  # music21 composer folders; None: the defaults
     classical_sources: tuple[Path, ...] | None = None  # score files to use instead of music21's
     seed: int = 0  # lo-fi piece i is made from a seed derived from (seed, i)
     workers: int = 2  # worker processes (music21 parsing is the slow part)

@@ -26,11 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--classical",
         type=int,
-        default=d["classical"].default,
-        help="most music21 scores to convert; 0: none, -1: all (default %(default)s)",
+        default=-1,
+        help="most music21 scores to convert; 0: none, -1: all (default)",
     )
     parser.add_argument(
-        "--composers", help="comma-separated music21 corpus folders (default: all art music)"
+        "--composers",
+        help="comma-separated music21 corpus folders (default: all art music but palestrina, "
+        "whose encodings' licence restricts derived files)",
     )
     parser.add_argument(
         "--scores", type=Path, nargs="+", help="score files to use instead of music21's corpus"

@@ -58,6 +58,12 @@ COMPOSER_PERIODS: dict[str, str] = {
     "schoenberg": "modern",
     "webern": "modern",
 }
+# Encodings whose own licence restricts derived files: left out unless asked for by name.
+RESTRICTED_COMPOSERS: dict[str, str] = {
+    "palestrina": "Humdrum encodings (c) 2000 John Miller, whose licence reserves the rights to "
+    "all derivative electronic formats",
+}
+DEFAULT_COMPOSERS = tuple(c for c in COMPOSER_PERIODS if c not in RESTRICTED_COMPOSERS)
 # Default tempo (quarter notes per minute) where a score has no metronome mark. Renaissance
 # and medieval scores are notated in long values (half-note beat), hence the faster quarter.
 PERIOD_QPM: dict[str, float] = {
@@ -127,10 +133,12 @@ def composer_of(path: Path) -> str:
 def corpus_scores(composers: Sequence[str] | None = None) -> list[Path]:
     """The art-music scores of music21's corpus, one file per work, interleaved by composer.
 
+    `composers` None means DEFAULT_COMPOSERS: all art music except RESTRICTED_COMPOSERS.
+
     Interleaving (one score of each composer in turn) means a cap on the number of scores
     keeps the mix of composers instead of filling up with Palestrina's 1,300 mass movements."""
     root = music21_corpus_dir()
-    wanted = list(composers) if composers else list(COMPOSER_PERIODS)
+    wanted = list(composers) if composers else list(DEFAULT_COMPOSERS)
     by_work: dict[tuple[Path, str], Path] = {}
     for name in wanted:
         folder = root / name
@@ -330,7 +338,7 @@ def _velocity(
         accent = 8.0 if position < 1e-6 else (3.0 if on_beat else -3.0)
         arch = 6.0 * math.sin(math.pi * (start - seg[0]) / max(seg[1] - seg[0], 1e-6))
         velocity += accent + arch + float(rng.normal(0.0, 3.0))
-    return int(np.clip(round(velocity), 1, 127))
+    return min(127, max(1, round(velocity)))
 
 
 def build_segment(
