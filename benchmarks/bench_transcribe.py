@@ -210,6 +210,7 @@ def batching(pieces: list[rs.Piece], repeats: int = 3) -> None:
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in logs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pieces", type=int, default=20, help="clips of 30 s (half classical)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/midimix-bench-transcribe"))
@@ -218,6 +219,7 @@ def main() -> None:
     args = parser.parse_args()
     tempos = tuple(float(t) for t in np.round(np.linspace(70, 140, max(1, args.pieces // 2))))
     start = time.perf_counter()
+    args.work = args.work / f"set{len(tempos)}"  # a folder holding exactly this set's clips
     pieces = rs.build_set(args.work, tempos_bpm=tempos)
     print(
         f"round-trip set: {len(pieces)} clips at {tempos} BPM ({time.perf_counter() - start:.0f} s)"

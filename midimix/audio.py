@@ -20,7 +20,12 @@ import soundfile as sf
 
 from midimix.errors import ItemError
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aiff")
+AUDIO_SUFFIXES = (
+    ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff",
+    ".webm", ".mka", ".wma",  # ffmpeg's (.webm and .m4a are what yt-dlp downloads)
+)  # fmt: skip
+# A suffix for a file whose own name has none that we know (decoders look at the content).
+SUFFIX_BY_FORMAT = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3", "AIFF": ".aiff"}
 # A decoder that yields fewer frames than the header promised by more than this share is
 # reading a truncated file (mp3 Xing headers, for one, state the full length).
 _TRUNCATION_TOLERANCE = 0.01

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from midimix.audio import AudioError, is_audio_name, probe
+from midimix.audio import SUFFIX_BY_FORMAT, AudioError, is_audio_name, probe
 from midimix.config import RAW_DIR, as_mapping, check_genre_name, check_range, parse_shard
 from midimix.errors import ConfigError, DependencyError, InputError, cli_errors
 from midimix.manifest import Item, Manifest, StageSummary, atomic_path, run_items, sha256_file
@@ -120,10 +120,14 @@ def normalise_sources(
 def collect_one(item: Item) -> dict[str, Any]:
     """Check that the file is audio, then copy it (atomically) to its place under raw/."""
     info = probe(item.source)
-    if not item.output.exists():
-        with atomic_path(item.output) as tmp:
+    output = item.output
+    if not is_audio_name(output):  # a file given by a name prepare would not recognise
+        output = output.with_suffix(SUFFIX_BY_FORMAT.get(info.format, ".mka"))
+    if not output.exists():
+        with atomic_path(output) as tmp:
             shutil.copyfile(item.source, tmp)
     return {
+        "output": str(output),
         "duration_seconds": round(info.duration_seconds, 3),
         "sample_rate_hz": info.sample_rate_hz,
         "channels": info.channels,

@@ -69,6 +69,7 @@ class GenerateConfig:
     render: bool = True  # also write audio through midimix.render when it is installed
     max_tokens_per_bar: int = 256  # a longer bar is steered to its bar line (see sampling)
     device: str = "auto"  # auto: cuda when available, else cpu
+    threads: int = 1  # CPU threads; one step's matrices are too small to split (docs)
     name: str | None = None  # output stem; None: from the mix and the seed
 
     def __post_init__(self) -> None:
@@ -87,6 +88,7 @@ class GenerateConfig:
         check_range("num_samples", self.num_samples, 1, 1024)
         check_range("max_tokens_per_bar", self.max_tokens_per_bar, 8, 100_000)
         check_choice("device", self.device, DEVICES)
+        check_range("threads", self.threads, 0, 1024)
         if self.genre_mix is not None:
             self.genre_mix = check_weights(self.genre_mix)
         if self.schedule is not None and self.genre_mix is not None:
@@ -608,7 +610,12 @@ def generate(model_dir: Path | None, out_dir: Path, config: GenerateConfig) -> l
 
     folder = resolve_model_dir(model_dir)
     out_dir = Path(out_dir)
-    model, tokenizer, meta = load_checkpoint(folder, pick_device(config.device))
+    device = pick_device(config.device)
+    if device == "cpu" and config.threads > 0:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    model, tokenizer, meta = load_checkpoint(folder, device)
     if not tokenizer.genres:
         raise InputError(
             f"the tokenizer of {folder} has no Genre_<name> tokens, so it cannot be conditioned "
@@ -648,6 +655,7 @@ def generate(model_dir: Path | None, out_dir: Path, config: GenerateConfig) -> l
         "tokenizer_sha256": sha256_file(folder / "tokenizer.json"),
         "model_step": meta.get("step"),
         "genres": list(tokenizer.genres),
+        "genres_used": genres,  # the columns of weights_per_bar
         "weights": weights,
         "weights_per_bar": [[round(float(w), 6) for w in row] for row in table],
         "method": config.mix_method,
@@ -778,6 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=d.num_samples)
     p.add_argument("--max-tokens-per-bar", type=int, default=d.max_tokens_per_bar)
     p.add_argument("--device", choices=DEVICES, default=d.device)
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads; 0: torch's default")
     p.add_argument("--name", default=None, help="output file stem (default: from the mix)")
     p.add_argument("--no-render", action="store_true", help="write MIDI only, no audio")
     return p
@@ -805,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
         render=not args.no_render,
         max_tokens_per_bar=args.max_tokens_per_bar,
         device=args.device,
+        threads=args.threads,
         name=args.name,
     )
     for piece in generate(args.model, args.out_dir, config):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from midimix.config import RUNS_DIR, TOKENS_DIR, check_choice, check_range, config_to_dict
 from midimix.errors import ConfigError, MidimixError, cli_errors
 from midimix.manifest import atomic_write_json, sha256_file
-from midimix.model import PRESETS, quiet_transformers, resolve_preset
+from midimix.model import PRESETS, ModelConfig, quiet_transformers
 
 if TYPE_CHECKING:
     import torch
@@ -57,6 +58,7 @@ class TrainConfig:
     warmup_steps: int = 100  # linear warm-up, then cosine decay to 0 (at most half the run)
     weight_decay: float = 0.1  # on weight matrices only, not on biases, norms or embeddings
     grad_clip: float = 1.0  # max gradient norm; 0 disables
+    dropout: float | None = None  # None: the preset's (0.1; 0 for tiny); more for little data
     any_prob: float = 0.1  # share of chunks whose genre token becomes Genre_any (for guidance)
     max_seq_len: int = 0  # tokens per chunk, BOS and genre included; 0: the preset's context
     seed: int = 0  # model init, data order, Genre_any choice, dropout
@@ -78,6 +80,8 @@ class TrainConfig:
         check_range("weight_decay", self.weight_decay, 0.0, 1.0)
         check_range("grad_clip", self.grad_clip, 0.0)
         check_range("any_prob", self.any_prob, 0.0, 1.0)
+        if self.dropout is not None:
+            check_range("dropout", self.dropout, 0.0, 0.9)
         context = PRESETS[self.preset].context_length
         if self.max_seq_len:
             check_range("max_seq_len", self.max_seq_len, 8, context)
@@ -86,6 +90,11 @@ class TrainConfig:
         check_choice("device", self.device, DEVICES)
         check_range("threads", self.threads, 0, 1024)
         check_range("stop_after_steps", self.stop_after_steps, 0)
+
+    def model_config(self) -> ModelConfig:
+        """The preset's size, with this run's dropout."""
+        size = PRESETS[self.preset]
+        return size if self.dropout is None else dataclasses.replace(size, dropout=self.dropout)
 
     @property
     def seq_len(self) -> int:
@@ -391,7 +400,84 @@ def _optimizer(model: GPT2LMHeadModel, config: TrainConfig) -> torch.optim.Optim
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": keep, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95))
+    # The fused kernel (one pass over all tensors) is faster on CPU and GPU alike.
+    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), fused=fused)
+
+
+class Meter:
+    """Training loss and tokens/s over the current log interval (the loss stays on the device
+    between log rows, so a GPU is not synchronised every step)."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.loss = torch.zeros((), device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.steps, self.tokens, self.start = 0, 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor, tokens: int) -> None:
+        self.loss += loss.detach().float()
+        self.steps += 1
+        self.tokens += tokens
+
+    def read(self) -> tuple[float, float]:
+        """(mean loss, tokens/s) of the interval."""
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        return float(self.loss) / max(self.steps, 1), self.tokens / seconds
+
+
+def _rng_state(device_type: str) -> dict[str, Any]:
+    import torch
+
+    rng = {"cpu": torch.get_rng_state()}
+    if device_type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state()
+    return rng
+
+
+def _resume_error(last_dir: Path, error: BaseException) -> MidimixError:
+    return MidimixError(
+        f"cannot resume: the state in {last_dir} is incomplete or corrupt "
+        f"({type(error).__name__}: {str(error)[:120]}); start a new --run-dir"
+    )
+
+
+def _read_state(last_dir: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads((last_dir / STATE_FILE).read_text(encoding="utf-8"))
+        keys = ("train_config", "data_sha256", "world_size", "state", "best")
+        missing = [key for key in keys if key not in saved]
+        if missing:
+            raise KeyError(", ".join(missing))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _resume_error(last_dir, error) from error
+    return dict(saved)
+
+
+def _restore(
+    last_dir: Path, raw_model: Any, optimizer: Any, scheduler: Any, device: Any, rank: int
+) -> None:
+    """Load last/ into the model, optimizer, scheduler and this process's RNG."""
+    import torch
+
+    from midimix.model import load_weights
+
+    try:
+        load_weights(raw_model, last_dir / "model.safetensors")
+        optimizer.load_state_dict(
+            torch.load(last_dir / "optimizer.pt", map_location=device, weights_only=True)
+        )
+        scheduler.load_state_dict(torch.load(last_dir / "scheduler.pt", weights_only=True))
+        rng = torch.load(last_dir / "rng.pt", weights_only=True)[rank]
+    except (OSError, ValueError, KeyError, IndexError, RuntimeError, EOFError) as error:
+        raise _resume_error(last_dir, error) from error
+    torch.set_rng_state(rng["cpu"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"])
 
 
 def train(tokens_dir: Path, run_dir: Path, config: TrainConfig) -> TrainResult:
@@ -402,72 +488,58 @@ def train(tokens_dir: Path, run_dir: Path, config: TrainConfig) -> TrainResult:
     from transformers import get_cosine_schedule_with_warmup
 
     from midimix.dataset import TokenDataset, collate
-    from midimix.model import build_model, count_parameters, load_weights, save_checkpoint
+    from midimix.model import build_model, count_parameters, save_checkpoint
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
     best_dir, last_dir = run_dir / "best", run_dir / "last"
     data = load_data(tokens_dir)
-    tokenizer = data.tokenizer
-    accelerator = _accelerator(config.device)
-    rank, world, main = (
-        accelerator.process_index,
-        accelerator.num_processes,
-        accelerator.is_main_process,
-    )
-    if accelerator.device.type == "cpu":
-        torch.set_num_threads(_cpu_threads(config, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+    tok = data.tokenizer
     if last_dir.exists() and not config.resume:
         raise MidimixError(
             f"{run_dir} already holds a run; pass --resume to continue it or pick a new --run-dir"
         )
+    accelerator = _accelerator(config.device)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    main, device = accelerator.is_main_process, accelerator.device
+    if device.type == "cpu":
+        torch.set_num_threads(_cpu_threads(config, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
     torch.manual_seed(config.seed)  # the same initial weights on every process
-    model = build_model(
-        tokenizer.vocab_size, config.preset, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
-    )
+    size = config.model_config()
+    model = build_model(tok.vocab_size, size, tok.pad_id, tok.bos_id, tok.eos_id)
     torch.manual_seed(config.seed * 1000 + rank + 1)  # dropout differs between processes
     seq_len = config.seq_len
-    dataset = TokenDataset(data.train, tokenizer, seq_len, config.any_prob, config.seed)
+    dataset = TokenDataset(data.train, tok, seq_len, config.any_prob, config.seed)
     steps_per_epoch = math.ceil(len(dataset) / (config.batch_size * world))
     total_steps = config.max_steps or config.epochs * steps_per_epoch
     optimizer = _optimizer(model, config)
-    warmup = min(config.warmup_steps, total_steps // 2)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, total_steps)
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, min(config.warmup_steps, total_steps // 2), total_steps
+    )
     # The scheduler stays unprepared: accelerate would step it once per process.
     model, optimizer = accelerator.prepare(model, optimizer)
     raw_model = accelerator.unwrap_model(model)
 
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val_loss": math.inf}
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_val_loss": None}
     best_meta: dict[str, Any] = {}
-    if config.resume and (last_dir / STATE_FILE).is_file():
-        saved = json.loads((last_dir / STATE_FILE).read_text(encoding="utf-8"))
+    if config.resume and last_dir.exists():
+        saved = _read_state(last_dir)
         check_resume(saved, config, data.sha256, world)
-        load_weights(raw_model, last_dir / "model.safetensors")
-        optimizer.load_state_dict(
-            torch.load(
-                last_dir / "optimizer.pt", map_location=accelerator.device, weights_only=True
-            )
-        )
-        scheduler.load_state_dict(torch.load(last_dir / "scheduler.pt", weights_only=True))
-        rng = torch.load(last_dir / "rng.pt", weights_only=True)[rank]
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["cuda"])
-        state = saved["state"]
-        best_meta = saved.get("best", {})
+        _restore(last_dir, raw_model, optimizer, scheduler, device, rank)
+        state, best_meta = saved["state"], saved["best"]
 
-    log = CsvLog(run_dir / "log.csv", tokenizer.genres, main)
-    truth = [tokenizer.genres.index(g) for g, _ in data.validation]
+    log = CsvLog(run_dir / "log.csv", tok.genres, main)
+    truth = [tok.genres.index(g) for g, _ in data.validation]
     unigram = unigram_loss(
-        [[*ids, tokenizer.eos_id] for _, ids in data.train],
-        [[*ids, tokenizer.eos_id] for _, ids in data.validation],
-        tokenizer.vocab_size,
+        [[*ids, tok.eos_id] for _, ids in data.train],
+        [[*ids, tok.eos_id] for _, ids in data.validation],
+        tok.vocab_size,
     )
     num_parameters = count_parameters(raw_model)
     base_meta = {
         "train_config": config_to_dict(config),
-        "model_config": {"preset": config.preset, **vars(resolve_preset(config.preset))},
+        "model_config": {"preset": config.preset, **dataclasses.asdict(size)},
         "data_sha256": data.sha256,
         "max_seq_len": seq_len,
         "num_parameters": num_parameters,
@@ -475,117 +547,72 @@ def train(tokens_dir: Path, run_dir: Path, config: TrainConfig) -> TrainResult:
     }
 
     def evaluate_and_save() -> None:
-        """Validation, best/ when it improved, last/ always. Main process writes; all wait."""
+        """Validation and best/ (when it improved) on the main process; last/ always."""
         nonlocal best_meta
         if main:
-            nll, count = genre_losses(raw_model, tokenizer, data.validation, seq_len)
-            val_loss, per_genre, sensitivity = summarize_losses(nll, count, truth, tokenizer.genres)
-            log.write(
-                state["step"],
-                epoch=state["epoch"],
-                val_loss=val_loss,
-                genre_sensitivity=sensitivity,
-                **{f"val_loss_{g}": v for g, v in per_genre.items()},
-            )
-            if val_loss < state["best_val_loss"]:
+            nll, count = genre_losses(raw_model, tok, data.validation, seq_len)
+            val_loss, per_genre, sensitivity = summarize_losses(nll, count, truth, tok.genres)
+            per_genre_log = {f"val_loss_{g}": v for g, v in per_genre.items()}
+            log.write(state["step"], epoch=state["epoch"], val_loss=val_loss,
+                      genre_sensitivity=sensitivity, **per_genre_log)  # fmt: skip
+            if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
                 state["best_val_loss"] = val_loss
-                best_meta = {
-                    **base_meta,
-                    "step": state["step"],
-                    "epoch": state["epoch"],
-                    "val_loss": val_loss,
-                    "val_loss_per_genre": per_genre,
-                    "genre_sensitivity": sensitivity,
-                }
-                save_checkpoint(raw_model, tokenizer, best_meta, best_dir)
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available() and accelerator.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state()
-        rngs = gather_object([rng])
+                best_meta = {**base_meta, "step": state["step"], "epoch": state["epoch"],
+                             "val_loss": val_loss, "val_loss_per_genre": per_genre,
+                             "genre_sensitivity": sensitivity}  # fmt: skip
+                save_checkpoint(raw_model, tok, best_meta, best_dir)
+        rngs = gather_object([_rng_state(device.type)])  # every process's, for an exact resume
         if main:
-            _save_last(
-                last_dir,
-                raw_model,
-                optimizer,
-                scheduler,
-                rngs,
-                {
-                    "train_config": config_to_dict(config),
-                    "data_sha256": data.sha256,
-                    "world_size": world,
-                    "state": state,
-                    "best": best_meta,
-                },
-            )
+            resume_state = {"train_config": config_to_dict(config), "data_sha256": data.sha256,
+                            "world_size": world, "state": state, "best": best_meta}  # fmt: skip
+            _save_last(last_dir, raw_model, optimizer, scheduler, rngs, resume_state)
         accelerator.wait_for_everyone()
 
-    bar = tqdm(
-        total=total_steps,
-        initial=state["step"],
-        disable=not (main and config.progress),
-        desc="train",
-        unit="step",
-        dynamic_ncols=True,
-    )
+    bar = tqdm(total=total_steps, initial=state["step"], disable=not (main and config.progress),
+               desc="train", unit="step", dynamic_ncols=True)  # fmt: skip
+    meter = Meter(device)
     steps_this_call, step_seconds, tokens_seen = 0, 0.0, 0
-    interval_loss = torch.zeros((), device=accelerator.device)  # summed on device: no sync
-    interval_steps, interval_tokens, interval_start = 0, 0, time.perf_counter()
     order_epoch, order = -1, []
     model.train()
     while state["step"] < total_steps:
         if state["batch_in_epoch"] >= steps_per_epoch:
-            state["epoch"] += 1
-            state["batch_in_epoch"] = 0
-        if order_epoch != state["epoch"]:
-            order_epoch, order = (
-                state["epoch"],
-                epoch_order(len(dataset), config.seed, state["epoch"]),
-            )
-            dataset.set_epoch(state["epoch"])
+            state["epoch"], state["batch_in_epoch"] = state["epoch"] + 1, 0
+        if order_epoch != state["epoch"]:  # a new epoch: its order and its Genre_any draws
+            order_epoch = state["epoch"]
+            order = epoch_order(len(dataset), config.seed, order_epoch)
+            dataset.set_epoch(order_epoch)
         tick = time.perf_counter()
         indices = batch_indices(order, state["batch_in_epoch"], config.batch_size, rank, world)
-        batch = collate([dataset[i] for i in indices], tokenizer.pad_id)
-        tokens = int(batch["attention_mask"].sum()) * world
-        loss = model(**{k: v.to(accelerator.device) for k, v in batch.items()}).loss
+        batch = collate([dataset[i] for i in indices], tok.pad_id)
+        tokens = int(batch["attention_mask"].sum()) * world  # processes' batches are alike
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         accelerator.backward(loss)
         if config.grad_clip:
             accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        interval_loss += loss.detach().float()
         step_seconds += time.perf_counter() - tick
+        meter.add(loss, tokens)
         tokens_seen += tokens
-        interval_steps += 1
-        interval_tokens += tokens
         state["step"] += 1
         state["batch_in_epoch"] += 1
         steps_this_call += 1
         bar.update(1)
         if state["step"] % config.log_every == 0:
-            now = time.perf_counter()
-            rate, mean_loss = (
-                interval_tokens / max(now - interval_start, 1e-9),
-                float(interval_loss) / interval_steps,
-            )
-            log.write(
-                state["step"],
-                epoch=state["epoch"],
-                lr=scheduler.get_last_lr()[0],
-                train_loss=mean_loss,
-                tokens_per_second=rate,
-            )
+            mean_loss, rate = meter.read()
+            log.write(state["step"], epoch=state["epoch"], lr=scheduler.get_last_lr()[0],
+                      train_loss=mean_loss, tokens_per_second=rate)  # fmt: skip
             bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{rate:,.0f}")
-            interval_loss.zero_()
-            interval_steps, interval_tokens, interval_start = 0, 0, now
+            meter.reset()
         stop = bool(config.stop_after_steps) and steps_this_call >= config.stop_after_steps
         if stop or state["step"] >= total_steps or state["step"] % config.eval_every == 0:
             evaluate_and_save()
-            interval_start = time.perf_counter()
+            meter.start = time.perf_counter()  # validation time is not training time
         if stop:
             break
     bar.close()
-    if steps_this_call == 0 and not best_meta:
+    if steps_this_call == 0 and not best_meta:  # resumed a finished run that never validated
         evaluate_and_save()
     return TrainResult(
         run_dir=run_dir,
@@ -746,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
         grad_clip=args.grad_clip,
+        dropout=args.dropout,
         any_prob=args.any_prob,
         max_seq_len=args.max_seq_len,
         seed=args.seed,

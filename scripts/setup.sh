@@ -26,7 +26,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/pip install -q --upgrade pip
     # The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
     .venv/bin/pip install -q torch==2.13.0
-    .venv/bin/pip install -q -e '.[dev]'
+    .venv/bin/pip install -q -e '.[dev,download]'
     # basic-pitch 0.4.0 pins tensorflow and an old resampy; its ONNX model runs on
     # onnxruntime, whose real needs pyproject.toml lists, so install it without deps.
     .venv/bin/pip install -q --no-deps basic-pitch==0.4.0

@@ -101,3 +101,12 @@ def test_bad_sources_are_clear() -> None:
     assert parse_genre_sources(["lofi=a", "lofi=https://x.org/y"]) == {
         "lofi": [Path("a"), "https://x.org/y"]
     }
+
+
+def test_a_file_without_a_known_suffix_gets_one(tmp_path: Path) -> None:
+    track = tmp_path / "in" / "track"
+    track.parent.mkdir()
+    write_tone(tmp_path / "t.flac", 1.0, 22050).rename(track)
+    (record,) = collect({"lofi": [track]}, tmp_path / "raw", QUIET).records
+    assert record["output"] == str(tmp_path / "raw" / "lofi" / f"{sha(track)[:16]}.flac")
+    assert Path(record["output"]).read_bytes() == track.read_bytes()

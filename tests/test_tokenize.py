@@ -216,6 +216,21 @@ def test_merge_drops_drums_and_keeps_every_pitched_note() -> None:
     assert [t.is_drum for t in kept.tracks] == [False, True] and kept.note_num() == 20
 
 
+def test_merging_keeps_one_of_doubled_notes_the_longest() -> None:
+    score = Score(TPQ)
+    for name, duration in (("alto", TPQ), ("tenor", 2 * TPQ)):  # a unison of two voices
+        voice = Track(name, 0)
+        voice.notes.append(Note(0, duration, 64, 80))
+        voice.notes.append(Note(TPQ, TPQ, 60 if name == "alto" else 55, 80))
+        score.tracks.append(voice)
+    merged = prepare_score(score).tracks[0]
+    assert [(n.time, n.pitch, n.duration) for n in merged.notes] == [
+        (0, 64, 2 * TPQ),
+        (TPQ, 55, TPQ),
+        (TPQ, 60, TPQ),
+    ]
+
+
 def test_programs_mode_keeps_instruments_and_drums() -> None:
     tokenizer = GenreTokenizer.build(["lofi"], TokenizeConfig(tracks="programs", drums="keep"))
     decoded = tokenizer.decode(tokenizer.encode(band_piece()))

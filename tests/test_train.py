@@ -115,13 +115,16 @@ def test_log_has_falling_training_loss_and_validation_rows(trained: TrainResult)
 
 
 def test_resume_continues_exactly(tokens_dir: Path, tmp_path: Path) -> None:
-    # 14 steps cross an epoch (about 11 steps of 8 chunks); Genre_any and shuffling both count.
-    straight = train(tokens_dir, tmp_path / "straight", quick(max_steps=14))
-    first = train(tokens_dir, tmp_path / "split", quick(max_steps=14, stop_after_steps=7))
+    # 14 steps cross an epoch (about 11 steps of 8 chunks); shuffling, Genre_any and dropout
+    # all draw random numbers that a resumed run must draw the same.
+    straight = train(tokens_dir, tmp_path / "straight", quick(max_steps=14, dropout=0.1))
+    first = train(
+        tokens_dir, tmp_path / "split", quick(max_steps=14, dropout=0.1, stop_after_steps=7)
+    )
     assert not first.finished and first.step == 7
     state = json.loads((tmp_path / "split" / "last" / "state.json").read_text())
     assert state["state"]["step"] == 7 and state["state"]["batch_in_epoch"] == 7
-    second = train(tokens_dir, tmp_path / "split", quick(max_steps=14, resume=True))
+    second = train(tokens_dir, tmp_path / "split", quick(max_steps=14, dropout=0.1, resume=True))
     assert second.finished and second.step == straight.step == 14
     a = load_file(tmp_path / "straight" / "last" / "model.safetensors")
     b = load_file(tmp_path / "split" / "last" / "model.safetensors")
@@ -131,9 +134,16 @@ def test_resume_continues_exactly(tokens_dir: Path, tmp_path: Path) -> None:
     assert second.best_val_loss == pytest.approx(straight.best_val_loss, rel=1e-5)
     # Resuming with other options would not continue the same run: refused, with the reason.
     with pytest.raises(ConfigError, match=r"lr: 0.003 -> 0.001"):
-        train(tokens_dir, tmp_path / "split", quick(max_steps=14, lr=1e-3, resume=True))
+        train(
+            tokens_dir, tmp_path / "split", quick(max_steps=14, dropout=0.1, lr=1e-3, resume=True)
+        )
     with pytest.raises(MidimixError, match="already holds a run; pass --resume"):
         train(tokens_dir, tmp_path / "split", quick(max_steps=14))
+    (tmp_path / "split" / "last" / "state.json").write_text('{"train_config": ')
+    with pytest.raises(
+        MidimixError, match="cannot resume: the state in .* is incomplete or corrupt"
+    ):
+        train(tokens_dir, tmp_path / "split", quick(max_steps=14, resume=True))
 
 
 def test_two_cpu_processes_train_together(tokens_dir: Path, tmp_path: Path) -> None:
