@@ -255,14 +255,12 @@ def bench_tokenizations(midi: Path, work: Path, steps: int) -> None:
         start = time.perf_counter()
         loss, count = train_tiny_gpt2(out, steps)
         seconds = time.perf_counter() - start
-        beats = sum(count / max(1e-9, v[0]) for v in tpb.values()) / max(1, len(tpb))
         mean_tpb = statistics.mean(v[0] for v in tpb.values())
-        per_beat = loss * mean_tpb
         tpb_text = ", ".join(f"{g} {v[0]:.2f}" for g, v in sorted(tpb.items()))
         print(
             f"  {name:4s} vocab {GenreTokenizer.load(out).vocab_size:4d}  tokens/beat {tpb_text}"
-            f"  val loss {loss:.3f} nats/token = {per_beat:.2f} nats/beat"
-            f"  ({result.num_sequences} sequences, {seconds:.0f} s, ~{beats:.0f} beats)"
+            f"  val loss {loss:.3f} nats/token ~ {loss * mean_tpb:.2f} nats/beat"
+            f"  ({result.num_sequences} sequences, {count} val tokens, {seconds:.0f} s)"
         )
         if not math.isfinite(loss):
             print("  (loss is not finite)")

@@ -252,7 +252,7 @@ def _beats_per_bar(score: Score) -> float:
 def extract_features(midi: Path | Score) -> dict[str, float]:
     """The features of `FEATURE_DEFINITIONS` for one piece (a path or a symusic Score)."""
     score = midi if not isinstance(midi, (str, Path)) else load_score(Path(midi))
-    if score.ttype != "Tick" and str(score.ttype) != "Tick":
+    if "Tick" not in str(score.ttype):  # seconds or quarters: features count ticks
         score = score.to("tick")
     name = str(midi) if isinstance(midi, (str, Path)) else "the score"
     pitched, drums = _notes(score)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import midimix
+from midimix.audio import AUDIO_SUFFIXES
 from midimix.config import OUT_DIR, check_choice, check_range, config_to_dict
 from midimix.errors import ConfigError, InputError, MidimixError, cli_errors
 from midimix.manifest import atomic_write_json, sha256_file
@@ -46,7 +47,6 @@ DEFAULT_MODEL_DIR = Path(midimix.__file__).parent / "default_model"
 MIX_METHODS = ("logits", "embedding")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MIDI_SUFFIXES = (".mid", ".midi")
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aiff", ".aif")
 SECONDS_PER_BAR = 4 * 60 / 120  # --seconds counts 4/4 bars at 120 BPM, miditok's default tempo
 VERSIONED_PACKAGES = ("midimix", "torch", "transformers", "miditok", "symusic")
 
@@ -290,7 +290,8 @@ class _Runner:
         self.context = int(model.config.n_positions)
         self.cache: Any = None
         self.length = 0  # tokens in the cache (same for every row)
-        cond = list(plan.genre_ids) if plan.method == "logits" else [plan.any_id]
+        # embedding: the mixed row's genre embedding is replaced in prefill()
+        cond = list(plan.genre_ids) if plan.method == "logits" else plan.genre_ids[:1]
         if plan.guidance > 0:
             cond.append(plan.any_id)
         self.conditions = torch.tensor(cond, device=self.device).repeat(samples)  # (S*C,)
@@ -386,13 +387,18 @@ def sample_tokens(
     weights = plan.weights.to(device)
     n_weight_rows = weights.shape[0]
 
-    history = torch.tensor(prompt, dtype=torch.long, device=device).repeat(num_samples, 1)
+    # every fed id, prompt first: the sliding window and cache rebuilds read from here
+    history = torch.zeros(
+        num_samples, len(prompt) + max_new_tokens, dtype=torch.long, device=device
+    )
+    history[:, : len(prompt)] = torch.tensor(prompt, dtype=torch.long, device=device)
+    fed = len(prompt)
+    kept = torch.zeros(num_samples, max_new_tokens, dtype=torch.bool, device=device)
     bar_index = torch.zeros(num_samples, dtype=torch.long, device=device)
-    out: list[list[int]] = [[] for _ in range(num_samples)]
     finished = torch.zeros(num_samples, dtype=torch.bool, device=device)
     restarts, steps = 0, 0
     with torch.inference_mode():
-        logits = runner.prefill(history[:, -keep_tokens:], bar_index)
+        logits = runner.prefill(history[:, max(0, fed - keep_tokens) : fed], bar_index)
         while steps < max_new_tokens:
             steps += 1
             scores = _mixed_scores(logits, plan, weights[bar_index])
@@ -404,26 +410,28 @@ def sample_tokens(
             )
             ids = sample_ids(scores, generator)  # (S,)
             ended = advance(grammar, st, ids, target_bars)
-            kept = ~finished & ~ended
-            for s in kept.nonzero().flatten().tolist():
-                out[s].append(int(ids[s]))
+            kept[:, steps - 1] = ~finished & ~ended
+            history[:, fed] = ids
+            fed += 1
             finished |= ended
             if bool(finished.all()):
                 break
-            history = torch.cat([history, ids.unsqueeze(1)], dim=1)
             new_index = (st.bars_done - 1).clamp(0, n_weight_rows - 1)
             reweigh = plan.method == "embedding" and bool(
                 (weights[new_index] != weights[bar_index]).any()
             )
             bar_index = new_index
             if runner.length + 1 > runner.context:
-                logits = runner.prefill(history[:, -keep_tokens:], bar_index)
+                logits = runner.prefill(history[:, fed - keep_tokens : fed], bar_index)
                 restarts += 1
             elif reweigh:  # the mixed embedding changed: recompute the window under it
-                logits = runner.prefill(history[:, -(runner.length - 1) :], bar_index)
+                logits = runner.prefill(history[:, fed - (runner.length - 1) : fed], bar_index)
                 restarts += 1
             else:
                 logits = runner.step(ids)
+    new = history[:, len(prompt) : len(prompt) + steps].tolist()
+    flags = kept[:, :steps].tolist()
+    out = [[i for i, k in zip(r, f, strict=True) if k] for r, f in zip(new, flags, strict=True)]
     return SampleResult(out, st.bars_done.tolist(), steps, restarts)
 
 
@@ -503,7 +511,7 @@ def prompt_kind(path: Path) -> str:
     if suffix in MIDI_SUFFIXES:
         return "midi"
     if suffix in AUDIO_SUFFIXES:
-        return "audio"
+        return "audio"  # decoded (or refused, in one line) by midimix.audio
     with open(path, "rb") as handle:
         if handle.read(4) == b"MThd":
             return "midi"
@@ -515,27 +523,21 @@ def prompt_kind(path: Path) -> str:
 
 def transcribe_prompt(path: Path, out_dir: Path) -> Path:
     """Audio prompt -> MIDI through the transcription stage (out_dir/<stem>.prompt.mid)."""
-    try:
-        from midimix import transcribe
-    except ImportError as error:
-        raise InputError(
-            f"prompt {path} is audio, and transcribing it needs midimix.transcribe, which "
-            f"could not be imported ({error}); give a MIDI prompt instead"
-        ) from error
+    from midimix.manifest import Item
+    from midimix.transcribe import TranscribeConfig, transcribe_clip
+
     target = Path(out_dir) / f"{path.stem}.prompt.mid"
-    fn = getattr(transcribe, "transcribe_file", None)
-    if fn is None:
-        raise InputError(
-            f"midimix.transcribe has no transcribe_file(); give a MIDI prompt for {path}"
-        )
-    fn(path, target, transcribe.TranscribeConfig())
+    record = transcribe_clip(Item(path.stem, "prompt", path, target), TranscribeConfig())
+    if not target.is_file():
+        reason = record.get("reason", "no notes found")
+        raise InputError(f"audio prompt {path} gave no MIDI to continue: {reason}")
     return target
 
 
 def prompt_ids(path: Path, tokenizer: GenreTokenizer, out_dir: Path) -> list[int]:
     kind = prompt_kind(path)
-    midi = transcribe_prompt(path, out_dir) if kind == "audio" else path
     try:
+        midi = transcribe_prompt(path, out_dir) if kind == "audio" else path
         ids = tokenizer.encode(midi)
     except MidimixError as error:
         raise InputError(f"prompt {path} could not be read: {error}") from error

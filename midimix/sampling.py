@@ -28,6 +28,7 @@ TIME_SIG_TYPE = "TimeSig"
 SPECIAL_TYPE = "Special"
 START_STATE = "<start>"
 UNREACHABLE = 1 << 20  # distance of a state from which a target type cannot be reached
+NO_LIMIT = 1 << 30  # bar length in positions when the tokenizer's grid is not known
 
 
 # ---------------------------------------------------------------------------------------
@@ -85,8 +86,8 @@ def apply_top_p(scores: torch.Tensor, p: float) -> torch.Tensor:
     if p >= 1.0:
         return scores
     sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
-    cum = torch.softmax(sorted_scores, dim=-1).cumsum(dim=-1)
-    drop_sorted = (cum - torch.softmax(sorted_scores, dim=-1)) >= p  # mass before this id
+    probs = torch.softmax(sorted_scores, dim=-1)
+    drop_sorted = (probs.cumsum(dim=-1) - probs) >= p  # mass before this id
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return scores.masked_fill(drop, float("-inf"))
 
@@ -154,7 +155,9 @@ class Grammar:
     dist_note: torch.Tensor  # (n_states,) long: fewest tokens to a note
     eos_id: int
     has_bars: bool  # False for schemes without Bar tokens (TSD): length then counts tokens
-    default_bar_positions: int  # positions in a 4/4 bar (0: no limit known)
+    default_bar_positions: int  # positions in a 4/4 bar (NO_LIMIT when not known)
+    starts_bar: torch.Tensor  # (1, V) bool: the id starts with a bar line
+    pos_free: torch.Tensor  # (1, V) bool: the id never moves back in time (no Position, or a Bar)
 
     @property
     def start_state(self) -> int:
@@ -255,7 +258,9 @@ def build_grammar(
         dist_note=torch.tensor(_distances(graph, states, note_types)),
         eos_id=eos_id,
         has_bars=has_bars,
-        default_bar_positions=4 * positions_per_beat,
+        default_bar_positions=4 * positions_per_beat if positions_per_beat else NO_LIMIT,
+        starts_bar=(bars_in > 0).unsqueeze(0),
+        pos_free=((first_pos < 0) | (bars_in > 0)).unsqueeze(0),
     )
 
 
@@ -269,7 +274,7 @@ class GrammarState:
     bar_tokens: torch.Tensor  # long: tokens generated since the last Bar
     cur_pos: torch.Tensor  # long: last Position value in the current bar, -1 at a bar line
     notes: torch.Tensor  # long: notes generated so far
-    bar_limit: torch.Tensor  # long: positions in the current bar (0: no limit)
+    bar_limit: torch.Tensor  # long: positions in the current bar
 
     @classmethod
     def start(
@@ -278,7 +283,7 @@ class GrammarState:
         state: int = 0,
         bar_has_note: bool = False,
         cur_pos: int = -1,
-        bar_limit: int = 0,
+        bar_limit: int = NO_LIMIT,
     ) -> GrammarState:
         zeros = torch.zeros(rows, dtype=torch.long)
         return cls(
@@ -305,41 +310,31 @@ def grammar_mask(
       without a note, to a note) along the shortest path of the type graph, so every piece
       reaches its length.
     """
-    allowed = g.allowed[st.state].clone()  # (B, V)
-    starts_with_bar = (g.bars_in > 0).unsqueeze(0)  # (1, V)
-    forward = (g.first_pos < 0).unsqueeze(0) | starts_with_bar
-    forward = forward | (g.first_pos.unsqueeze(0) > st.cur_pos.unsqueeze(1))
+    forward = g.pos_free | (g.first_pos.unsqueeze(0) > st.cur_pos.unsqueeze(1))  # (B, V)
     # an id that sets a time signature brings its own bar length
     limit = torch.where(
         g.bar_positions > 0, g.bar_positions.unsqueeze(0), st.bar_limit.unsqueeze(1)
     )
-    inside = (limit <= 0) | (g.last_pos.unsqueeze(0) < limit)  # (B, V)
-    allowed &= forward & inside
-    fallback = allowed.clone()  # grammar alone, if the steering below leaves nothing
-
+    allowed = g.allowed[st.state] & forward & (g.last_pos.unsqueeze(0) < limit)  # (B, V)
     if target_bars is None or not g.has_bars:
-        long_bar = torch.zeros_like(st.state, dtype=torch.bool)
-        need_note = long_bar
-    else:
-        last_bar = st.bars_done >= target_bars  # (B,)
-        need_note = last_bar & ~st.bar_has_note
-        allowed[need_note] &= ~starts_with_bar.squeeze(0)  # no bar line before a last note
-        end_ok = last_bar & st.bar_has_note & g.can_end[st.state]
-        allowed[:, g.eos_id] = end_ok
-        long_bar = st.bar_tokens >= max_tokens_per_bar
+        return allowed
 
-    if bool(long_bar.any()):
-        nxt = g.next_state.unsqueeze(0)  # (1, V)
-        to_bar = starts_with_bar | (g.dist_bar[nxt] < g.dist_bar[st.state].unsqueeze(1))
-        to_note = g.has_note.unsqueeze(0) | (g.dist_note[nxt] < g.dist_note[st.state].unsqueeze(1))
-        steer = torch.where(need_note.unsqueeze(1), to_note, to_bar)  # (B, V)
-        steer[:, g.eos_id] = True
-        allowed = torch.where(long_bar.unsqueeze(1), allowed & steer, allowed)
+    last_bar = st.bars_done >= target_bars  # (B,)
+    need_note = last_bar & ~st.bar_has_note
+    allowed &= ~(need_note.unsqueeze(1) & g.starts_bar)  # no bar line before a last note
+    allowed[:, g.eos_id] = last_bar & st.bar_has_note & g.can_end[st.state]
+    long_bar = st.bar_tokens >= max_tokens_per_bar
+    if not bool(long_bar.any()):
+        return allowed
 
-    empty = ~allowed.any(dim=1)
-    if bool(empty.any()):
-        allowed[empty] = fallback[empty]
-    return allowed
+    nxt = g.next_state.unsqueeze(0)  # (1, V)
+    to_bar = g.starts_bar | (g.dist_bar[nxt] < g.dist_bar[st.state].unsqueeze(1))
+    to_note = g.has_note.unsqueeze(0) | (g.dist_note[nxt] < g.dist_note[st.state].unsqueeze(1))
+    steer = torch.where(need_note.unsqueeze(1), to_note, to_bar)  # (B, V)
+    steer[:, g.eos_id] = True
+    steered = torch.where(long_bar.unsqueeze(1), allowed & steer, allowed)
+    # grammar alone for a row the steering would leave without a choice (not seen in REMI)
+    return torch.where(steered.any(dim=1, keepdim=True), steered, allowed)
 
 
 def advance(

@@ -27,7 +27,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 STATE_FILE = "state.json"
 # Options that may change between a run and its resumption without changing its numbers.
-RESUMABLE_CHANGES = frozenset({"resume", "stop_after_steps", "progress", "device", "threads"})
+RESUMABLE_CHANGES = frozenset(
+    {"resume", "stop_after_steps", "progress", "device", "threads", "eval_every", "log_every"}
+)
 
 
 @dataclass
@@ -116,7 +118,6 @@ class TrainResult:
     tokens_per_second: float  # training throughput of this call (all processes together)
     num_parameters: int
     seconds: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def text(self) -> str:
         state = "done" if self.finished else "stopped (resume with --resume)"
@@ -130,7 +131,7 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------
-# Pure helpers: data order, windows, baseline
+# Pure helpers: data order, bar lines, baseline
 
 
 def epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
@@ -680,14 +681,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset", default=d.preset, choices=list(PRESETS), help=f"model size (default {d.preset})"
     )
-    p.add_argument(
-        "--max-steps", type=int, default=d.max_steps, help="optimizer steps (default: --epochs)"
-    )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        default=d.epochs,
-        help=f"passes over the data when --max-steps is 0 (default {d.epochs})",
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
+    length.add_argument(
+        "--epochs", type=int, default=d.epochs, help=f"passes over the data (default {d.epochs})"
     )
     p.add_argument(
         "--batch-size",

@@ -375,3 +375,29 @@ def test_missing_default_model_says_how_to_fix(
     monkeypatch.setattr(gen, "DEFAULT_MODEL_DIR", tmp_path / "default_model")
     with pytest.raises(InputError, match="embedded default model is missing"):
         gen.resolve_model_dir(None)
+
+
+def test_audio_prompt_is_transcribed_then_continued(model_dir: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    rate_hz = 22_050
+    t = np.arange(rate_hz) / rate_hz  # one second per note: A4, C#5, E5
+    tones = [
+        0.5 * np.sin(2 * np.pi * f * t) * np.minimum(1, (1 - t) * 20)
+        for f in (440.0, 554.37, 659.26)
+    ]
+    sf.write(
+        tmp_path / "hum.wav",
+        np.concatenate([np.zeros(rate_hz // 4), *tones]).astype(np.float32),
+        rate_hz,
+    )
+    config = GenerateConfig(
+        genre_mix={"classical": 1.0}, bars=1, prompt=tmp_path / "hum.wav", **FAST
+    )
+    piece = generate(model_dir, tmp_path / "out", config)[0]
+    transcribed = symusic.Score(str(tmp_path / "out" / "hum.prompt.mid"))
+    heard = sorted({n.pitch for t in transcribed.tracks for n in t.notes})
+    assert {69, 73, 76} <= set(heard)  # the three tones came through as MIDI pitches
+    out = {n.pitch for t in symusic.Score(str(piece.midi_path)).tracks for n in t.notes}
+    assert {69, 73, 76} <= out

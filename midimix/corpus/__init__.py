@@ -40,7 +40,7 @@ __all__ = ["CORPUS_DIR", "CorpusConfig", "build_corpus"]
 
 @dataclass
 class CorpusConfig:
-    lofi: int = 600  # rule-made lo-fi pieces (~30 s each)
+    lofi: int = 1500  # rule-made lo-fi pieces (~30 s): about as many notes as the classical set
     classical: int | None = None  # cap on the number of music21 scores; None: all of them
     composers: tuple[str, ...] | None = None  # music21 composer folders; None: the defaults
     classical_sources: tuple[Path, ...] | None = None  # score files to use instead of music21's
