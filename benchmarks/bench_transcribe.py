@@ -14,8 +14,11 @@ Parts (all in one run, so ratios compare like with like):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import itertools
 import logging
+import resource
 import shutil
 import statistics
 import sys
@@ -29,6 +32,7 @@ import pretty_midi
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import roundtrip_set as rs  # noqa: E402
 
+from midimix.manifest import StageSummary  # noqa: E402
 from midimix.transcribe import (  # noqa: E402
     TranscribeConfig,
     activations_to_notes,
@@ -103,11 +107,12 @@ def stage_quality(pieces: list[rs.Piece], work: Path, name: str, config: Transcr
     for genre, rows in per_genre.items():
         print(f"  {name:<22} {genre:<9} {fmt(mean_scores(rows))}")
     all_rows = [r for rows in per_genre.values() for r in rows]
-    print(f"  {name:<22} {'all':<9} {fmt(mean_scores(all_rows))}")
-    return {"records": records, "out": out}
+    if len(per_genre) > 1:
+        print(f"  {name:<22} {'all':<9} {fmt(mean_scores(all_rows))}")
+    return {"records": records, "out": out, "scores": per_genre}
 
 
-def tempo_report(pieces: list[rs.Piece], records: dict, out: Path) -> None:
+def tempo_report(pieces: list[rs.Piece], records: dict, out: Path, off: Path) -> None:
     within, double_half, n = 0, 0, len(pieces)
     errors = []
     for p in pieces:
@@ -120,13 +125,13 @@ def tempo_report(pieces: list[rs.Piece], records: dict, out: Path) -> None:
         f"tempo: {within}/{n} within 2 % ({100 * within / n:.0f} %), {double_half} at double/half, "
         f"median error {100 * statistics.median(errors):.2f} %"
     )
-    ours, original = [], []
-    for p in pieces:
-        ours.append(grid_distance(out / p.genre / f"{p.id}.mid"))
-        original.append(grid_distance(p.midi_path))
+    ours = [grid_distance(out / p.genre / f"{p.id}.mid") for p in pieces]
+    fixed = [grid_distance(off / p.genre / f"{p.id}.mid") for p in pieces]
+    original = [grid_distance(p.midi_path) for p in pieces]
     print(
-        f"beat grid: mean distance of onsets to the nearest 1/12 beat: transcribed "
-        f"{np.mean(ours):.4f} beat, original {np.mean(original):.4f} beat"
+        f"beat grid: mean distance of pitched onsets to the nearest 1/12 beat: beat tempo map "
+        f"{np.mean(ours):.4f} beat, fixed 120 BPM {np.mean(fixed):.4f} beat, original MIDI "
+        f"{np.mean(original):.4f} beat (at random: 0.0208)"
     )
 
 
@@ -148,49 +153,65 @@ def speed(pieces: list[rs.Piece], work: Path, workers: int) -> None:
     from basic_pitch.inference import Model, predict
 
     model = Model(str(model_path()))
-    predict(pieces[0].clip_path, model)  # warm-up: numba compilation, ONNX graph set-up
+    with contextlib.redirect_stdout(io.StringIO()):  # predict prints a line per file
+        predict(pieces[0].clip_path, model)  # warm-up: numba compilation, ONNX graph set-up
     theirs, peer_times = {}, []
+    cpu_before = cpu_seconds()
     for p in pieces:
         start = time.perf_counter()
-        _, _, events = predict(p.clip_path, model)
+        with contextlib.redirect_stdout(io.StringIO()):
+            _, _, events = predict(p.clip_path, model)
         peer_times.append(time.perf_counter() - start)
         theirs[p.id] = [(float(s), float(e), int(n), float(a)) for s, e, n, a, _ in events]
+    peer_cpu_s = cpu_seconds() - cpu_before
     peer_s = sum(peer_times)
     audio_s = sum(len(load_clip(p.clip_path)[0]) / rs.SAMPLE_RATE_HZ for p in pieces)
-
-    same = TranscribeConfig(
-        **BASIC_PITCH_DEFAULTS, tempo_map="off", progress=False, workers=workers
-    )
-    out = work / "midi-same"
-    shutil.rmtree(out, ignore_errors=True)
-    summary = transcribe(work / "clips", out, same)
-    f1 = [
-        rs.score_notes(as_mir(theirs[p.id]), rs.midi_notes(out / p.genre / f"{p.id}.mid"))[
-            "onset_f1"
-        ]
-        for p in pieces
-    ]
     print(f"speed on {len(pieces)} clips ({audio_s:.0f} s of audio):")
     print(
-        f"  basic-pitch predict loop: {peer_s:.1f} s, "
-        f"median {statistics.median(peer_times):.2f} s/clip"
+        f"  basic-pitch predict loop: {peer_s:.1f} s, median "
+        f"{statistics.median(peer_times):.2f} s/clip; {peer_cpu_s:.1f} CPU s"
     )
+
+    same = TranscribeConfig(**BASIC_PITCH_DEFAULTS, tempo_map="off", progress=False)
+    same.workers = workers
+    summary, cpu_s = timed_stage(work, "midi-same", same)
+    f1 = [rs.score_notes(as_mir(theirs[p.id]), midi_notes(summary, p))["onset_f1"] for p in pieces]
     print(
         f"  midimix, thresholds and tempo map off, {workers} workers: {summary.seconds:.1f} s "
-        f"-> {peer_s / summary.seconds:.2f}x; onset F1 vs basic-pitch: min {min(f1):.4f}, "
-        f"mean {np.mean(f1):.4f}"
+        f"-> {peer_s / summary.seconds:.2f}x; {cpu_s:.1f} CPU s; onset F1 vs basic-pitch: "
+        f"min {min(f1):.4f}, mean {np.mean(f1):.4f}"
     )
     for n_workers in sorted({1, workers}):
         config = TranscribeConfig(progress=False, workers=n_workers)
-        out = work / f"midi-speed{n_workers}"
-        shutil.rmtree(out, ignore_errors=True)
-        summary = transcribe(work / "clips", out, config)
+        summary, cpu_s = timed_stage(work, f"midi-speed{n_workers}", config)
         median_s = statistics.median(r["seconds"] for r in summary.records)
         print(
             f"  midimix defaults + beat tracking, {n_workers} workers: {summary.seconds:.1f} s "
             f"-> {peer_s / summary.seconds:.2f}x basic-pitch, "
-            f"{audio_s / summary.seconds:.1f}x real time, median {median_s:.2f} s/clip"
+            f"{audio_s / summary.seconds:.1f}x real time, median {median_s:.2f} s/clip; "
+            f"{cpu_s:.1f} CPU s, so {2 * audio_s / cpu_s:.0f}x real time on 2 idle cores"
         )
+
+
+def timed_stage(work: Path, name: str, config: TranscribeConfig) -> tuple[StageSummary, float]:
+    out = work / name
+    shutil.rmtree(out, ignore_errors=True)
+    cpu_before = cpu_seconds()
+    summary = transcribe(work / "clips", out, config)
+    return summary, cpu_seconds() - cpu_before
+
+
+def midi_notes(summary: StageSummary, piece: rs.Piece) -> tuple[np.ndarray, np.ndarray]:
+    (record,) = [r for r in summary.records if r["id"] == piece.id]
+    return rs.midi_notes(Path(record["output"]))
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the stage's worker processes):
+    what a run costs, whatever else shares the machine."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def batching(pieces: list[rs.Piece], repeats: int = 3) -> None:
@@ -227,25 +248,29 @@ def main() -> None:
     if args.only in (None, "sweep"):
         sweep(pieces)
     if args.only in (None, "quality"):
-        print("onset/offset scores through the whole stage (MIDI read back):")
-        stage_quality(
-            pieces,
-            args.work,
-            "basic-pitch defaults",
-            TranscribeConfig(**BASIC_PITCH_DEFAULTS, progress=False),
-        )
-        ours = stage_quality(
-            pieces, args.work, "midimix defaults", TranscribeConfig(progress=False)
-        )
-        lofi = [p for p in pieces if p.has_drums]
-        stage_quality(
-            lofi, args.work, "midimix --hpss", TranscribeConfig(hpss=True, progress=False)
-        )
-        tempo_report(pieces, ours["records"], ours["out"])
+        quality(pieces, args.work)
     if args.only in (None, "speed"):
         print("batching (onnxruntime, one session, default threads):")
         batching(pieces)
         speed(pieces, args.work, args.workers)
+
+
+def quality(pieces: list[rs.Piece], work: Path) -> None:
+    print("onset/offset scores through the whole stage (MIDI read back):")
+    basic_pitch = TranscribeConfig(**BASIC_PITCH_DEFAULTS, progress=False)
+    stage_quality(pieces, work, "basic-pitch defaults", basic_pitch)
+    ours = stage_quality(pieces, work, "midimix defaults", TranscribeConfig(progress=False))
+    lofi = [p for p in pieces if p.has_drums]
+    hpss = stage_quality(lofi, work, "midimix --hpss", TranscribeConfig(hpss=True, progress=False))
+    plain, separated = mean_scores(ours["scores"]["lofi"]), mean_scores(hpss["scores"]["lofi"])
+    gain = {k: separated[k] - plain[k] for k in ("precision", "recall")}
+    print(
+        f"  --hpss on lo-fi with drums: precision {gain['precision']:+.3f}, "
+        f"recall {gain['recall']:+.3f}"
+    )
+    fixed = TranscribeConfig(tempo_map="off", progress=False)
+    off = stage_quality(pieces, work, "tempo map off (120)", fixed)
+    tempo_report(pieces, ours["records"], ours["out"], off["out"])
 
 
 if __name__ == "__main__":

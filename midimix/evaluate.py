@@ -198,7 +198,10 @@ class GenreClassifier:
     def predict_proba(self, paths: Sequence[Path]) -> list[dict[str, float]]:
         """P(genre) per MIDI file (a file that cannot be measured is an ItemError)."""
         table = np.asarray([[extract_features(p)[k] for k in FEATURE_NAMES] for p in paths])
-        return [dict(zip(self.genres, map(float, row))) for row in self.proba_features(table)]
+        return [
+            dict(zip(self.genres, map(float, row), strict=True))
+            for row in self.proba_features(table)
+        ]
 
     def save(self, path: Path) -> Path:
         scaler, logistic = self.pipeline[0], self.pipeline[-1]
@@ -263,8 +266,8 @@ def _subset(paths: list[Path], cap: int | None, seed: int) -> list[Path]:
 
 def _set_stats(table: np.ndarray) -> dict[str, Any]:
     return {
-        "feature_means": dict(zip(FEATURE_NAMES, table.mean(axis=0).tolist())),
-        "feature_stds": dict(zip(FEATURE_NAMES, table.std(axis=0).tolist())),
+        "feature_means": dict(zip(FEATURE_NAMES, table.mean(axis=0).tolist(), strict=True)),
+        "feature_stds": dict(zip(FEATURE_NAMES, table.std(axis=0).tolist(), strict=True)),
     }
 
 
@@ -311,7 +314,7 @@ def evaluate_sets(
         kept, table, skipped = feature_table(label, list(paths))
         tables["generated"][label] = (kept, table)
         proba = classifier.proba_features(table)
-        dist = {}
+        dist: dict[str, dict[str, Any]] = {}
         for genre, (_, ref_table) in tables["reference"].items():
             per_feature = distances(table, ref_table, config.overlap_bins)
             dist[genre] = {**summarize_distances(per_feature), "per_feature": per_feature}
@@ -323,11 +326,11 @@ def evaluate_sets(
             "pieces": len(kept),
             "skipped": skipped,
             "p_genre": p_genre,
-            "closest_genre": min(dist, key=lambda g: dist[g]["mean_effect_size"]),
+            "closest_genre": min(dist, key=lambda g: float(dist[g]["mean_effect_size"])),
             "distances": dist,
             "per_piece": [
-                {"path": str(p), **dict(zip(classifier.genres, map(float, row)))}
-                for p, row in zip(kept, proba)
+                {"path": str(p), **dict(zip(classifier.genres, map(float, row), strict=True))}
+                for p, row in zip(kept, proba, strict=True)
             ],
             **_set_stats(table),
         }
@@ -372,8 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
         "distances, a genre classifier's P(genre), plots and a Markdown/JSON report. "
         "`midimix evaluate sweep --help`: the genre-weight sweep of a model.",
     )
-    p.add_argument("--generated", action="append", default=[], metavar="LABEL=PATH",
-                   help="a set of generated MIDI (folder or file); repeat for several sets")  # fmt: skip
+    p.add_argument(
+        "--generated",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a set of generated MIDI (folder or file); repeat for several sets",
+    )
     add_common(p, d)
     return p
 
@@ -382,8 +390,12 @@ def add_common(p: argparse.ArgumentParser, d: EvaluateConfig) -> None:
     p.add_argument("--reference", action="append", default=[], metavar="GENRE=PATH",
                    help="reference MIDI of one genre (folder); give every genre")  # fmt: skip
     p.add_argument("--out-dir", type=Path, default=OUT_DIR / "report")
-    p.add_argument("--max-reference", type=int, default=d.max_reference_per_genre,
-                   help="random subset of reference pieces per genre (default %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--max-reference",
+        type=int,
+        default=d.max_reference_per_genre,
+        help="random subset of reference pieces per genre (default %(default)s)",
+    )
     p.add_argument("--cv-folds", type=int, default=d.cv_folds)
     p.add_argument("--piano-rolls", type=int, default=d.piano_rolls_per_set)
     p.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from midimix.errors import ItemError
 
-if TYPE_CHECKING:
-    from symusic import Score
+Score = Any  # symusic.Score: its type stubs know no attributes
 
 PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)  # natural minor is the same set as its relative major
@@ -223,7 +222,9 @@ def _tempo_qpm(score: Score, end_tick: int) -> float:
     if not tempos:
         return 120.0  # the MIDI default
     total, weighted = 0, 0.0
-    for (t0, qpm), (t1, _) in zip(tempos, [*tempos[1:], (max(end_tick, tempos[-1][0]), 0.0)]):
+    for (t0, qpm), (t1, _) in zip(
+        tempos, [*tempos[1:], (max(end_tick, tempos[-1][0]), 0.0)], strict=True
+    ):
         span = max(0, min(t1, end_tick) - t0)
         total += span
         weighted += span * qpm
@@ -271,7 +272,7 @@ def extract_features(midi: Path | Score) -> dict[str, float]:
         "pitch_mean": float(pitches.mean()) if len(pitches) else 0.0,
         "pitch_std": float(pitches.std()) if len(pitches) else 0.0,
     }
-    out |= {f"pitch_class_{n}": float(v) for n, v in zip(PITCH_CLASS_NAMES, histogram)}
+    out |= {f"pitch_class_{n}": float(v) for n, v in zip(PITCH_CLASS_NAMES, histogram, strict=True)}
     out |= {
         "pitch_class_entropy": entropy_bits(histogram),
         "scale_consistency": scale_consistency(histogram),

@@ -282,7 +282,9 @@ def run(genres: Mapping[str, Path | str], config: PipelineConfig | None = None) 
         stage("collect", f"{files} audio files", lambda: collect(audio, raw, configs["collect"]))
         stage("prepare", "cutting clips", lambda: prepare(raw, clips, configs["prepare"]))
         counts = {g: count_files(clips / g, "*.wav") + user_midi[g] for g in inputs}
-        check_material(counts, config.min_pieces_per_genre, "clips/MIDI files", config.clip_seconds)
+        check_material(
+            counts, config.min_pieces_per_genre, "clip(s) or MIDI file(s)", config.clip_seconds
+        )
         n_clips = count_files(clips, "*.wav")
         stage(
             "transcribe", f"{n_clips} clips", lambda: transcribe(clips, midi, configs["transcribe"])
@@ -292,7 +294,7 @@ def run(genres: Mapping[str, Path | str], config: PipelineConfig | None = None) 
         stage("midi", f"{n_midi} MIDI files", lambda: gather_midi(inputs, midi, config.progress))
 
     counts = {g: count_files(midi / g, "*.mid") for g in inputs}
-    check_material(counts, config.min_pieces_per_genre, "pieces with notes", config.clip_seconds)
+    check_material(counts, config.min_pieces_per_genre, "piece(s) with notes", config.clip_seconds)
     midi_dirs = {g: midi / g for g in inputs}
     n_pieces = sum(counts.values())
     stage(

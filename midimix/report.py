@@ -43,8 +43,8 @@ def plot_piano_rolls(paths: Sequence[Path], title: str, path: Path) -> str:
     """One panel per piece: pitch against seconds, drums in grey."""
     plt = _pyplot()
     fig, axes = plt.subplots(len(paths), 1, figsize=(10, 2.2 * len(paths)), squeeze=False)
-    for ax, midi in zip(axes[:, 0], paths):
-        score = load_score(midi).to("second")
+    for ax, midi in zip(axes[:, 0], paths, strict=True):
+        score: Any = load_score(midi).to("second")
         for track in score.tracks:
             arr = track.notes.numpy()
             ax.barh(
@@ -70,7 +70,7 @@ def plot_distributions(
     cols = 4
     rows = -(-len(PLOTTED_FEATURES) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.3 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, PLOTTED_FEATURES):
+    for ax, name in zip(axes.flat, PLOTTED_FEATURES, strict=False):
         j = FEATURE_NAMES.index(name)
         values = [t[:, j] for t in reference.values()] + [generated[:, j]]
         low = min(float(v.min()) for v in values)

@@ -99,7 +99,9 @@ def label_of(method: str, weight: float) -> str:
     return f"{method} w={weight:g}"
 
 
-def generate_points(model_dir: Path, out_dir: Path, config: SweepConfig, genres: tuple[str, str]):  # type: ignore[no-untyped-def]
+def generate_points(
+    model_dir: Path, out_dir: Path, config: SweepConfig, genres: tuple[str, str]
+) -> dict[str, list[Path]]:
     """{label: midi paths} for every (method, weight), generated into out_dir/pieces/."""
     from midimix.generate import GenerateConfig, generate
 

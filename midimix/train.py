@@ -711,6 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.grad_clip,
         help=f"max gradient norm, 0 off (default {d.grad_clip:g})",
     )
+    p.add_argument("--dropout", type=float, default=None, help="dropout (default: the preset's)")
     p.add_argument(
         "--any-prob",
         type=float,

@@ -5,38 +5,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
 TPQ = 480
 
+Score_ = Any  # symusic.Score: its type stubs know no attributes
 NoteSpec = tuple[float, float, int, int]  # (start beats, length beats, pitch, velocity)
 
 
 def make_score(
     notes: Sequence[NoteSpec], qpm: float = 120.0, drums: Sequence[NoteSpec] = ()
-) -> Score:
-    score = Score(TPQ)
+) -> Score_:
+    score: Score_ = Score(TPQ)
     score.tempos.append(Tempo(0, qpm))
     score.time_signatures.append(TimeSignature(0, 4, 4))
     for is_drum, specs in ((False, notes), (True, drums)):
         if not specs:
             continue
-        track = Track("drums" if is_drum else "piano", 0, is_drum)
+        track: Any = Track("drums" if is_drum else "piano", 0, is_drum)
         for start, length, pitch, velocity in specs:
             track.notes.append(Note(round(start * TPQ), round(length * TPQ), pitch, velocity))
         score.tracks.append(track)
     return score
 
 
-def write(score: Score, path: Path) -> Path:
+def write(score: Score_, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     score.dump_midi(str(path))
     return path
 
 
-def straight_piece(seed: int) -> Score:
+def straight_piece(seed: int) -> Score_:
     """'Classical': diatonic triads in half notes under a straight eighth-note scale melody,
     no drums, 100-130 BPM, loud and even."""
     rng = np.random.default_rng(seed)
@@ -54,7 +56,7 @@ def straight_piece(seed: int) -> Score:
     return make_score(notes, qpm=float(rng.uniform(100, 130)))
 
 
-def swung_piece(seed: int) -> Score:
+def swung_piece(seed: int) -> Score_:
     """'Lo-fi': one maj7/m7 chord per bar held long, a 2:1 swung eighth melody, soft and
     varied velocities, drums on every beat, 70-85 BPM."""
     rng = np.random.default_rng(seed)

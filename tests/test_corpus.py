@@ -7,10 +7,11 @@ import hashlib
 import zipfile
 from collections import defaultdict
 from pathlib import Path
+from typing import cast
 
 import pretty_midi
 import pytest
-import symusic
+from symusic.core import ScoreSecond, ScoreTick, TrackTick
 
 from midimix.corpus import CorpusConfig, build_corpus
 from midimix.corpus.__main__ import main
@@ -31,6 +32,7 @@ from midimix.corpus.lofi import (
     KICK,
     SNARE,
     TICKS_PER_QUARTER,
+    LofiTraits,
     _bar_plan,
     _movement,
     generate_lofi,
@@ -43,15 +45,15 @@ ONE_SEGMENT = SegmentSpec(target_seconds=600.0, min_bars=1, max_bars=256, humani
 
 
 @pytest.fixture(scope="module")
-def pieces() -> list[tuple[symusic.Score, object]]:
+def pieces() -> list[tuple[ScoreTick, LofiTraits]]:
     return [generate_lofi(seed) for seed in SEEDS]
 
 
-def _track(score: symusic.Score, name: str) -> symusic.Track:
+def _track(score: ScoreTick, name: str) -> TrackTick:
     return next(t for t in score.tracks if t.name == name)
 
 
-def _chord_hits(score: symusic.Score) -> list[tuple[int, ...]]:
+def _chord_hits(score: ScoreTick) -> list[tuple[int, ...]]:
     """Electric-piano notes grouped by onset: one group per chord hit (timing jitter is per hit)."""
     groups: dict[int, list[int]] = defaultdict(list)
     for note in _track(score, "electric piano").notes:
@@ -95,7 +97,7 @@ def test_every_chord_is_extended(pieces) -> None:
 
 def test_voicings_move_less_than_root_position_blocks(pieces) -> None:
     for score, traits in pieces:
-        voicings = []
+        voicings: list[tuple[int, ...]] = []
         for hit in _chord_hits(score):
             if not voicings or voicings[-1] != hit:
                 voicings.append(hit)
@@ -168,7 +170,7 @@ def _music21_midi_notes(path: Path) -> list[tuple[int, int, int]]:
     from music21.midi import translate
 
     midi = translate.streamToMidiFile(load_scores(path)[0]).writestr()
-    score = symusic.Score.from_midi(midi)
+    score = ScoreTick.from_midi(midi)
     scale = TICKS_PER_QUARTER / score.ticks_per_quarter
     return sorted(
         (round(n.time * scale), n.pitch, round(n.duration * scale))
@@ -205,7 +207,7 @@ def test_long_score_is_cut_into_bar_aligned_segments() -> None:
     # 36 bars of 4/2 at 120 quarters a minute = 144 s -> 4 segments of 9 bars (36 s)
     assert len(segments) == 4
     assert sum(s.note_num() for s in segments) == 429
-    seconds = [s.to("second").end() for s in segments]
+    seconds = [cast(ScoreSecond, s.to("second")).end() for s in segments]
     assert all(s == pytest.approx(36.0, abs=0.01) for s in seconds)
     assert all(s.time_signatures[0].numerator == 4 for s in segments)
 
@@ -225,7 +227,9 @@ def _tiny_score_file(folder: Path, name: str, notes: bool, qpm: float | None) ->
     text = "tinyNotation: 4/4 " + ("c4 d e f g a b c' " * 2 if notes else "r1 r1")
     part = converter.parse(text)
     if qpm is not None:
-        part.measure(1).insert(0, tempo.MetronomeMark(number=qpm))
+        first_bar = part.measure(1)
+        assert first_bar is not None  # tinyNotation with a time signature makes bars
+        first_bar.insert(0, tempo.MetronomeMark(number=qpm))
     return Path(part.write("musicxml", fp=folder / f"{name}.musicxml"))
 
 

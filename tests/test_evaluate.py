@@ -96,7 +96,9 @@ def test_evaluate_writes_the_report(sets: dict[str, list[Path]], tmp_path: Path)
     assert report["generated"]["like-classical"]["p_genre"]["classical"]["mean"] > 0.9
     # A generated set drawn from the reference itself sits on it: small effect, big overlap.
     assert lofi["distances"]["lofi"]["mean_effect_size"] < 0.5
-    assert lofi["distances"]["lofi"]["mean_overlap"] > lofi["distances"]["classical"]["mean_overlap"]
+    assert (
+        lofi["distances"]["lofi"]["mean_overlap"] > lofi["distances"]["classical"]["mean_overlap"]
+    )
     assert "cross-validated accuracy" in (tmp_path / "report" / "report.md").read_text()
 
 
@@ -146,9 +148,7 @@ def _checkpoint(folder: Path, genres: list[str]) -> Path:
     return save_checkpoint(model, tokenizer, {"step": 0}, folder)
 
 
-def test_sweep_writes_curve_and_model_figures(
-    sets: dict[str, list[Path]], tmp_path: Path
-) -> None:
+def test_sweep_writes_curve_and_model_figures(sets: dict[str, list[Path]], tmp_path: Path) -> None:
     torch.set_num_threads(1)
     model_dir = _checkpoint(tmp_path / "ckpt", ["classical", "lofi"])
     config = SweepConfig(
@@ -161,12 +161,19 @@ def test_sweep_writes_curve_and_model_figures(
     report = sweep(model_dir, sets, tmp_path / "sweep", config)
     s = report["sweep"]
     assert [p["weight"] for p in s["methods"]["logits"]] == [0.0, 0.5, 1.0]
-    assert all(0.0 <= p["ci95"][0] <= p["mean"] <= p["ci95"][1] <= 1.0 for p in s["methods"]["logits"])
+    assert all(
+        0.0 <= p["ci95"][0] <= p["mean"] <= p["ci95"][1] <= 1.0 for p in s["methods"]["logits"]
+    )
     assert report["generated"]["logits w=0"]["pieces"] == 2
     assert len(list((tmp_path / "sweep" / "pieces").rglob("*.mid"))) == 6
     written = {p.name for p in (tmp_path / "sweep").glob("*.png")}
     # Distributions of the end points only: a sweep has many points.
-    assert written == {"sweep.png", "p_genre.png", "features_logits-w-0.png", "features_logits-w-1.png"}
+    assert written == {
+        "sweep.png",
+        "p_genre.png",
+        "features_logits-w-0.png",
+        "features_logits-w-1.png",
+    }
     nll = report["model"]["nll"]
     assert set(nll) == {"classical", "lofi"}
     for v in nll.values():  # fewer notes than tokens: a note costs more than a token

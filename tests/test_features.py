@@ -6,11 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
+from midi_fixtures import make_score, write
 from symusic import Score
 
 from midimix.errors import ItemError
 from midimix.features import FEATURE_DEFINITIONS, FEATURE_NAMES, chord_quality, extract_features
-from midi_fixtures import make_score, write
 
 C_MAJOR = (60, 62, 64, 65, 67, 69, 71)
 

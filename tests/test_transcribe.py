@@ -176,7 +176,8 @@ def test_cli_runs_and_prints_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main([*argv, "--no-progress"]) == 0
     assert "transcribe: 1 done, 0 up to date, 1 empty, 0 failed" in capsys.readouterr().out
     saved = json.loads((tmp_path / "midi" / "transcribe.json").read_text())
-    assert saved["onset_threshold"] == TranscribeConfig().onset_threshold
+    assert saved["onset_threshold"] == 0.7
+    assert TranscribeConfig(hpss=True).onset_threshold == 0.5
 
 
 def test_drum_track_holds_the_percussive_onsets(tmp_path: Path) -> None:
