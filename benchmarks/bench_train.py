@@ -81,7 +81,7 @@ def run_trainer(tokens_dir: Path, out_dir: Path, config: Any) -> float:
 
     clock: dict[str, float] = {}
 
-    class Clock(TrainerCallback):  # type: ignore[misc]
+    class Clock(TrainerCallback):
         def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
             tokens[0] = 0
             clock["start"] = time.perf_counter()

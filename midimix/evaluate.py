@@ -41,8 +41,8 @@ CLASSIFIER_FILE = "classifier.json"
 
 @dataclass
 class EvaluateConfig:
-    max_reference_per_genre: int | None = 300  # random subset per genre: enough for a stable
-    # classifier (CV accuracy moves < 1 point above ~200) and keeps features fast; None: all
+    max_reference_per_genre: int | None = 300  # random subset per genre: CV accuracy is 1.0 at
+    # this size on the corpus, and features take ~1.5 s per genre; None: all pieces
     cv_folds: int = 5  # stratified folds of the cross-validated accuracy
     overlap_bins: int = 20  # histogram bins of the distribution overlap
     piano_rolls_per_set: int = 3  # piano-roll PNGs of the first pieces of each set

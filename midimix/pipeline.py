@@ -254,6 +254,7 @@ def run(genres: Mapping[str, Path | str], config: PipelineConfig | None = None) 
     """Run every stage in order on one folder (of audio, MIDI or both) per genre."""
     from midimix.collect import collect
     from midimix.prepare import prepare
+    from midimix.prepare import summary_text as prepare_summary
     from midimix.tokenize import tokenize
     from midimix.train import train
     from midimix.transcribe import transcribe
@@ -280,7 +281,10 @@ def run(genres: Mapping[str, Path | str], config: PipelineConfig | None = None) 
     if audio:
         files = sum(map(len, audio.values()))
         stage("collect", f"{files} audio files", lambda: collect(audio, raw, configs["collect"]))
-        stage("prepare", "cutting clips", lambda: prepare(raw, clips, configs["prepare"]))
+        prepared = stage(
+            "prepare", "cutting clips", lambda: prepare(raw, clips, configs["prepare"])
+        )
+        result.summaries["prepare"] = prepare_summary(prepared)
         counts = {g: count_files(clips / g, "*.wav") + user_midi[g] for g in inputs}
         check_material(
             counts, config.min_pieces_per_genre, "clip(s) or MIDI file(s)", config.clip_seconds

@@ -190,7 +190,10 @@ def _furthest_features(g: dict[str, Any], genre: str, count: int = 5) -> str:
         (v["effect_size"] if v["effect_size"] is not None else float("inf"), k)
         for k, v in per.items()
     )[::-1][:count]
-    return ", ".join(f"{k} ({_num(e, 2)})" for e, k in ranked)
+    shown = (
+        "n/a: constant in the reference" if e == float("inf") else _num(e, 2) for e, _ in ranked
+    )
+    return ", ".join(f"{k} ({s})" for (_, k), s in zip(ranked, shown, strict=True))
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
-# Rebuild the embedded default model from the offline corpus, on this machine's CPU (or GPU).
-#   bash scripts/build_default_model.sh            # corpus -> tokens -> train -> package -> card
-# Environment knobs (defaults fit about 45 minutes on a 2-core CPU):
-#   LOFI=900 CLASSICAL=300 PRESET=small STEPS=3000 BATCH=16 WORK=data/default-build
+# Rebuild the embedded default model from the offline corpus on this machine's CPU (or GPU):
+#   bash scripts/build_default_model.sh      # corpus -> tokens -> train -> package + model card
+# Every step is resumable: run it again after an interruption and it goes on where it stopped.
+# Knobs (environment): LOFI, CLASSICAL (-1: all scores), PRESET, STEPS, BATCH, CHUNK, WORK.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 WORK=${WORK:-data/default-build}
-LOFI=${LOFI:-900}
-CLASSICAL=${CLASSICAL:-300}
+LOFI=${LOFI:-1500}
+CLASSICAL=${CLASSICAL:--1}
 PRESET=${PRESET:-small}
-STEPS=${STEPS:-3000}
-BATCH=${BATCH:-16}
+STEPS=${STEPS:-1000}
+BATCH=${BATCH:-8}
+CHUNK=${CHUNK:-250}  # training steps per call: each call ends with its state saved in run/last
 
-$PY -m midimix.corpus --out-dir "$WORK/corpus" --lofi "$LOFI" --classical "$CLASSICAL"
-$PY -m midimix.tokenize "$WORK/corpus" --out "$WORK/tokens"
-resume=""
-[ -d "$WORK/run/last" ] && resume="--resume"
-$PY -m midimix.train --tokens-dir "$WORK/tokens" --run-dir "$WORK/run" --preset "$PRESET" \
-    --max-steps "$STEPS" --batch-size "$BATCH" $resume
-$PY scripts/package_default_model.py --run-dir "$WORK/run" --corpus "$WORK/corpus" \
+$PY -m midimix.corpus --out-dir data/corpus --lofi "$LOFI" --classical "$CLASSICAL" --quiet
+$PY -m midimix.tokenize data/corpus --out "$WORK/tokens" --workers 2 --no-progress
+while :; do
+    # One thread per process while the machine is busy (two would fight over one core).
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    threads=$(awk -v l="$load" 'BEGIN { print (l > 2.5) ? 1 : 0 }')
+    resume=""; [ -d "$WORK/run/last" ] && resume="--resume"
+    $PY -m midimix.train --tokens-dir "$WORK/tokens" --run-dir "$WORK/run" --preset "$PRESET" \
+        --max-steps "$STEPS" --batch-size "$BATCH" --lr 1e-3 --warmup-steps 100 \
+        --eval-every 500 --stop-after-steps "$CHUNK" --threads "$threads" --no-progress $resume \
+        | tee "$WORK/train-last.txt"
+    grep -q "train: done" "$WORK/train-last.txt" && break
+done
+$PY scripts/package_default_model.py --run-dir "$WORK/run" --corpus data/corpus \
     --report-dir "$WORK/report"
