@@ -51,7 +51,7 @@ def model_folder(args: argparse.Namespace, tmp: Path) -> Path:
     return save_checkpoint(model, tokenizer, {"step": 0}, tmp / "untrained")
 
 
-def time_ours(model, grammar, plan: MixPlan, bos_id: int, tokens: int, seed: int) -> float:  # type: ignore[no-untyped-def]
+def time_ours(model, grammar, plan: MixPlan, bos_id: int, tokens: int, seed: int) -> float:
     start = time.perf_counter()
     result = sample_tokens(
         model,
@@ -67,7 +67,7 @@ def time_ours(model, grammar, plan: MixPlan, bos_id: int, tokens: int, seed: int
     return tokens / seconds
 
 
-def time_hf(model, bos_id: int, genre_id: int, pad_id: int, tokens: int, seed: int) -> float:  # type: ignore[no-untyped-def]
+def time_hf(model, bos_id: int, genre_id: int, pad_id: int, tokens: int, seed: int) -> float:
     torch.manual_seed(seed)
     prefix = torch.tensor([[bos_id, genre_id]])
     start = time.perf_counter()
@@ -88,7 +88,7 @@ def time_hf(model, bos_id: int, genre_id: int, pad_id: int, tokens: int, seed: i
     return tokens / seconds
 
 
-def speed(model, tokenizer, grammar, args: argparse.Namespace) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def speed(model, tokenizer, grammar, args: argparse.Namespace) -> dict[str, float]:
     lofi, classical = tokenizer.genre_id("lofi"), tokenizer.genre_id("classical")
     one = MixPlan("logits", [lofi], torch.ones(1, 1))
     two = MixPlan("logits", [lofi, classical], torch.tensor([[0.7, 0.3]]))
@@ -105,7 +105,8 @@ def speed(model, tokenizer, grammar, args: argparse.Namespace) -> dict[str, floa
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
-SETTINGS = [  # method, rule, guidance, temperature, top_k, top_p, mix or schedule
+Setting = tuple[str, str, float, float, int, float, dict[str, float] | str]
+SETTINGS: list[Setting] = [  # method, rule, guidance, temperature, top_k, top_p, mix/schedule
     ("logits", "product", 0.0, 1.0, 0, 0.95, {"lofi": 0.7, "classical": 0.3}),
     ("logits", "mixture", 0.0, 1.0, 0, 0.95, {"lofi": 0.5, "classical": 0.5}),
     ("logits", "product", 1.5, 1.0, 0, 0.95, {"lofi": 0.3, "classical": 0.7}),
@@ -119,14 +120,14 @@ SETTINGS = [  # method, rule, guidance, temperature, top_k, top_p, mix or schedu
 ]
 
 
-def bars_and_notes(score) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def bars_and_notes(score) -> tuple[int, int]:
     onsets = [n.time for t in score.tracks for n in t.notes]
     if not onsets:
         return 0, 0
     return sum(1 for d in score.get_downbeats() if d <= max(onsets)), len(onsets)
 
 
-def validity(model, tokenizer, grammar, args: argparse.Namespace) -> tuple[int, int, float]:  # type: ignore[no-untyped-def]
+def validity(model, tokenizer, grammar, args: argparse.Namespace) -> tuple[int, int, float]:
     genres = ["lofi", "classical"]
     ids = [tokenizer.genre_id(g) for g in genres]
     good = total = 0

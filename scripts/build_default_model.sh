@@ -10,9 +10,9 @@ WORK=${WORK:-data/default-build}
 LOFI=${LOFI:-1500}
 CLASSICAL=${CLASSICAL:--1}
 PRESET=${PRESET:-small}
-STEPS=${STEPS:-1000}
+STEPS=${STEPS:-700}
 BATCH=${BATCH:-8}
-CHUNK=${CHUNK:-250}  # training steps per call: each call ends with its state saved in run/last
+CHUNK=${CHUNK:-175}  # training steps per call: each call ends with its state saved in run/last
 
 $PY -m midimix.corpus --out-dir data/corpus --lofi "$LOFI" --classical "$CLASSICAL" --quiet
 $PY -m midimix.tokenize data/corpus --out "$WORK/tokens" --workers 2 --no-progress
@@ -23,7 +23,7 @@ while :; do
     resume=""; [ -d "$WORK/run/last" ] && resume="--resume"
     $PY -m midimix.train --tokens-dir "$WORK/tokens" --run-dir "$WORK/run" --preset "$PRESET" \
         --max-steps "$STEPS" --batch-size "$BATCH" --lr 1e-3 --warmup-steps 100 \
-        --eval-every 500 --stop-after-steps "$CHUNK" --threads "$threads" --no-progress $resume \
+        --eval-every 350 --stop-after-steps "$CHUNK" --threads "$threads" --no-progress $resume \
         | tee "$WORK/train-last.txt"
     grep -q "train: done" "$WORK/train-last.txt" && break
 done

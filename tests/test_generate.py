@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import symusic
@@ -30,7 +31,15 @@ from midimix.model import build_model, save_checkpoint
 from midimix.tokenize import GenreTokenizer, TokenizeConfig
 
 GENRES = ["classical", "lofi"]
-FAST = {"max_tokens_per_bar": 24, "render": False, "device": "cpu"}  # short bars: fast tests
+
+
+def fast(**fields: Any) -> GenerateConfig:
+    """A config with short bars and no audio: fast tests."""
+    return GenerateConfig(**{"max_tokens_per_bar": 24, "render": False, "device": "cpu", **fields})
+
+
+def score_of(path: Path) -> Any:  # symusic ships incomplete type information
+    return symusic.Score(str(path))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,19 +58,19 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def loaded(model_dir: Path):  # type: ignore[no-untyped-def]
+def loaded(model_dir: Path):
     from midimix.model import load_checkpoint
 
     model, tokenizer, _ = load_checkpoint(model_dir)
     return model, tokenizer, tokenizer_grammar(tokenizer)
 
 
-def bars_and_notes(score: symusic.Score) -> tuple[int, int]:
+def bars_and_notes(score: Any) -> tuple[int, int]:
     """(bars up to the last note onset, from the file's own time signatures; notes)."""
     onsets = [n.time for t in score.tracks for n in t.notes]
     if not onsets:
         return 0, 0
-    return sum(1 for d in score.get_downbeats() if d <= max(onsets)), len(onsets)
+    return sum(int(d <= max(onsets)) for d in score.get_downbeats()), len(onsets)
 
 
 # ---------------------------------------------------------------------------------------
@@ -152,7 +161,7 @@ SETTINGS = [  # (method, rule, guidance, bars, weights lofi/classical, temperatu
 ]
 
 
-def test_fifty_mixed_sequences_decode_with_notes_and_exact_bars(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_fifty_mixed_sequences_decode_with_notes_and_exact_bars(loaded) -> None:
     model, tokenizer, grammar = loaded
     checked, restarts = 0, 0
     for seed, (method, rule, guidance, bars, w, temp, k, p) in enumerate(SETTINGS):
@@ -178,7 +187,7 @@ def test_fifty_mixed_sequences_decode_with_notes_and_exact_bars(loaded) -> None:
     assert restarts > 0  # the longest pieces outgrew the 128-token context: sliding window
 
 
-def test_fixed_length_runs_exactly_that_many_tokens(loaded) -> None:  # type: ignore[no-untyped-def]
+def test_fixed_length_runs_exactly_that_many_tokens(loaded) -> None:
     model, tokenizer, grammar = loaded
     plan = MixPlan("logits", [tokenizer.genre_id("lofi")], torch.ones(1, 1))
     result = sample_tokens(
@@ -196,18 +205,18 @@ def test_fixed_length_runs_exactly_that_many_tokens(loaded) -> None:  # type: ig
 def test_generate_writes_midi_and_provenance_and_repeats_with_the_seed(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    config = GenerateConfig(genre_mix={"lofi": 0.7, "classical": 0.3}, bars=3, seed=7, **FAST)
+    config = fast(genre_mix={"lofi": 0.7, "classical": 0.3}, bars=3, seed=7)
     first = generate(model_dir, tmp_path / "a", config)
     again = generate(model_dir, tmp_path / "b", config)
     other = generate(
         model_dir,
         tmp_path / "c",
-        GenerateConfig(genre_mix={"lofi": 0.7, "classical": 0.3}, bars=3, seed=8, **FAST),
+        fast(genre_mix={"lofi": 0.7, "classical": 0.3}, bars=3, seed=8),
     )
     assert first[0].ids == again[0].ids and first[0].ids != other[0].ids
     piece = first[0]
     assert piece.midi_path == tmp_path / "a" / "mix-lofi70-classical30-seed7.mid"
-    assert bars_and_notes(symusic.Score(str(piece.midi_path)))[0] == 3
+    assert bars_and_notes(score_of(piece.midi_path))[0] == 3
     record = json.loads(piece.provenance_path.read_text())
     assert record["model_sha256"] == sha256_file(model_dir / "model.safetensors")
     assert record["tokenizer_sha256"] == sha256_file(model_dir / "tokenizer.json")
@@ -237,15 +246,15 @@ def test_schedule_weights_move_monotonically(model_dir: Path, tmp_path: Path) ->
         "sched-classical-to-lofi-emb-seed0-1.mid",
     ]
     for piece in pieces:
-        assert bars_and_notes(symusic.Score(str(piece.midi_path)))[0] == 6
+        assert bars_and_notes(score_of(piece.midi_path))[0] == 6
 
 
 def _prompt_midi(path: Path) -> Path:
     """Two 4/4 bars of quarter notes, C4 D4 E4 F4 | G4 A4 B4 C5, at 480 ticks per quarter."""
-    score = symusic.Score(480)
+    score: Any = symusic.Score(480)
     score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
     score.tempos.append(symusic.Tempo(0, 120.0))
-    track = symusic.Track(program=0)
+    track: Any = symusic.Track(program=0)
     for i, pitch in enumerate([60, 62, 64, 65, 67, 69, 71, 72]):
         track.notes.append(symusic.Note(i * 480, 480, pitch, 80))
     score.tracks.append(track)
@@ -255,10 +264,10 @@ def _prompt_midi(path: Path) -> Path:
 
 def test_prompt_is_continued_in_another_genre(model_dir: Path, tmp_path: Path) -> None:
     prompt = _prompt_midi(tmp_path / "theme.mid")
-    config = GenerateConfig(genre_mix={"lofi": 1.0}, bars=2, prompt=prompt, **FAST)
+    config = fast(genre_mix={"lofi": 1.0}, bars=2, prompt=prompt)
     piece = generate(model_dir, tmp_path / "out", config)[0]
     assert piece.midi_path.name == "lofi-from-theme-seed0.mid"
-    score = symusic.Score(str(piece.midi_path))
+    score = score_of(piece.midi_path)
     notes = sorted((n.time * 480 // score.tpq, n.pitch) for t in score.tracks for n in t.notes)
     theme = [(i * 480, p) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])]
     assert set(theme) <= set(notes)  # the prompt, note for note ...
@@ -396,8 +405,8 @@ def test_audio_prompt_is_transcribed_then_continued(model_dir: Path, tmp_path: P
         genre_mix={"classical": 1.0}, bars=1, prompt=tmp_path / "hum.wav", **FAST
     )
     piece = generate(model_dir, tmp_path / "out", config)[0]
-    transcribed = symusic.Score(str(tmp_path / "out" / "hum.prompt.mid"))
+    transcribed = score_of(tmp_path / "out" / "hum.prompt.mid")
     heard = sorted({n.pitch for t in transcribed.tracks for n in t.notes})
     assert {69, 73, 76} <= set(heard)  # the three tones came through as MIDI pitches
-    out = {n.pitch for t in symusic.Score(str(piece.midi_path)).tracks for n in t.notes}
+    out = {n.pitch for t in score_of(piece.midi_path).tracks for n in t.notes}
     assert {69, 73, 76} <= out

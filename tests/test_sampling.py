@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from midimix.errors import ConfigError
 from midimix.generate import tokenizer_grammar
 from midimix.sampling import (
+    Grammar,
     GrammarState,
     advance,
     apply_guidance,
@@ -137,7 +139,7 @@ def test_mask_allows_only_grammar_successors(tokenizer: GenreTokenizer) -> None:
             assert "TimeSig" not in kinds  # never mid-bar
 
 
-def _state(g, name: str, **kwargs: int | bool) -> GrammarState:  # type: ignore[no-untyped-def]
+def _state(g: Grammar, name: str, **kwargs: Any) -> GrammarState:
     return GrammarState.start(
         1, state=g.states.index(name), bar_limit=g.default_bar_positions, **kwargs
     )
