@@ -30,7 +30,6 @@ OVERLAP_FRAMES = 30  # frames shared by neighbouring windows, as basic-pitch's p
 OVERLAP_SAMPLES = OVERLAP_FRAMES * FFT_HOP
 HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
 TICKS_PER_BEAT = 480
-DRUM_PITCHES = {"kick": 36, "snare": 38, "hihat": 42}  # General MIDI drum map
 TEMPO_MAPS = ("beats", "constant", "off")
 ONSET_THRESHOLD = 0.7  # measured best on the round-trip set (basic-pitch's own: 0.5)
 HPSS_ONSET_THRESHOLD = 0.5  # measured best on the harmonic part of the lo-fi pieces
@@ -251,7 +250,12 @@ def _empty(record: dict[str, Any], reason: str) -> dict[str, Any]:
 
 
 def _init_worker(threads: int) -> None:
+    """Load the model and warm up librosa (lazy imports, numba) on 3 s of a tone, so that a
+    worker's first clip costs what the others do."""
     load_model(threads)
+    tone = (0.1 * np.sin(np.arange(3 * SAMPLE_RATE_HZ) * 0.1)).astype(np.float32)
+    spectral_flatness(tone, SAMPLE_RATE_HZ)
+    track_beats(tone, SAMPLE_RATE_HZ)
 
 
 def worker_threads(config: TranscribeConfig) -> int:

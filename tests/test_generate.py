@@ -233,9 +233,7 @@ def test_generate_writes_midi_and_provenance_and_repeats_with_the_seed(
 
 
 def test_schedule_weights_move_monotonically(model_dir: Path, tmp_path: Path) -> None:
-    config = GenerateConfig(
-        schedule="classical->lofi", bars=6, mix_method="embedding", num_samples=2, **FAST
-    )
+    config = fast(schedule="classical->lofi", bars=6, mix_method="embedding", num_samples=2)
     pieces = generate(model_dir, tmp_path, config)
     record = json.loads(pieces[0].provenance_path.read_text())
     lofi = [row[record["genres_used"].index("lofi")] for row in record["weights_per_bar"]]
@@ -401,9 +399,7 @@ def test_audio_prompt_is_transcribed_then_continued(model_dir: Path, tmp_path: P
         np.concatenate([np.zeros(rate_hz // 4), *tones]).astype(np.float32),
         rate_hz,
     )
-    config = GenerateConfig(
-        genre_mix={"classical": 1.0}, bars=1, prompt=tmp_path / "hum.wav", **FAST
-    )
+    config = fast(genre_mix={"classical": 1.0}, bars=1, prompt=tmp_path / "hum.wav")
     piece = generate(model_dir, tmp_path / "out", config)[0]
     transcribed = score_of(tmp_path / "out" / "hum.prompt.mid")
     heard = sorted({n.pitch for t in transcribed.tracks for n in t.notes})

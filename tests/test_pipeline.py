@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from symusic import Score
 from symusic.core import NoteTick, ScoreTick, TrackTick
 
 from midimix.manifest import sha256_file
@@ -172,7 +171,10 @@ def test_end_to_end_on_midi_folders(midi_folders: dict[str, Path], tmp_path: Pat
     assert set(meta["val_loss_per_genre"]) == {"classical", "lofi"}
     assert "classical" in result.train_text and "genre sensitivity" in result.train_text
     (midi,) = result.pieces
-    assert midi.name == "mix-lofi70-classical30-seed0.mid" and Score(midi).note_num() > 0
+    assert (
+        midi.name == "mix-lofi70-classical30-seed0.mid"
+        and ScoreTick.from_file(str(midi)).note_num() > 0
+    )
     audio, rate_hz = sf.read(midi.with_suffix(".wav"))
     assert rate_hz == 44100 and np.abs(audio).max() > 0.01
     report = json.loads((data / "out" / "report" / "report.json").read_text())
@@ -203,7 +205,11 @@ def test_end_to_end_on_mixed_audio(audio_run: tuple[Path, PipelineResult]) -> No
             info = sf.info(clip)
             assert (info.samplerate, info.channels, info.frames) == (22050, 1, CLIP_SAMPLES)
     pitch = {
-        g: [n.pitch for p in (data / "midi" / g).glob("*.mid") for n in Score(p).tracks[0].notes]
+        g: [
+            n.pitch
+            for p in (data / "midi" / g).glob("*.mid")
+            for n in ScoreTick.from_file(str(p)).tracks[0].notes
+        ]
         for g in AUDIO
     }
     # the transcriptions keep the genres apart: lo-fi was played from C3, classical from C5
