@@ -819,6 +819,9 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         name=args.name,
     )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the weight-loading bar: noise in one-line output
     for piece in generate(args.model, args.out_dir, config):
         print(piece.text())
     return 0

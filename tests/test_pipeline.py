@@ -32,7 +32,7 @@ AUDIO = {
     "lofi": [(44100, 2, "wav"), (16000, 1, "flac")],
     "classical": [(48000, 2, "flac"), (22050, 1, "wav")],
 }
-MAX_STEPS = 8
+MAX_STEPS = 6
 # Small enough for this shared 2-core machine; eval_every 2 writes last/ every two steps.
 CLI_OPTIONS = [
     "--preset", "tiny", "--max-steps", str(MAX_STEPS), "--batch-size", "4", "--eval-every", "2",
