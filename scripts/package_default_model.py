@@ -35,9 +35,9 @@ def copy_model(best: Path) -> None:
     tmp.mkdir()
     for name in FILES:
         shutil.copy2(best / name, tmp / name)
-    card = PACKAGE_MODEL / "MODEL_CARD.md"
-    if card.exists():
-        shutil.copy2(card, tmp / "MODEL_CARD.md")
+    for keep in ("MODEL_CARD.md", "genre_classifier.json"):
+        if (PACKAGE_MODEL / keep).exists():
+            shutil.copy2(PACKAGE_MODEL / keep, tmp / keep)
     shutil.rmtree(PACKAGE_MODEL, ignore_errors=True)
     tmp.rename(PACKAGE_MODEL)
 
@@ -162,6 +162,9 @@ def main() -> int:
         "train_time": args.train_time or (f"{seconds / 60:.0f} min" if seconds else "see log"),
         "bars": args.bars,
     }
+    # The classifier trained on the corpus ships too (plain JSON), so tests and users can ask
+    # where a piece sits between the genres without rebuilding the corpus.
+    shutil.copy2(args.report_dir / "classifier.json", PACKAGE_MODEL / "genre_classifier.json")
     (PACKAGE_MODEL / "MODEL_CARD.md").write_text(card_text(meta, report, extra))
     print(f"default model and MODEL_CARD.md written to {PACKAGE_MODEL}")
     return 0
