@@ -397,7 +397,8 @@ def _evaluate(
     mix = report["generated"]["mix"]
     p_genre = ", ".join(f"{g} {v['mean']:.2f}" for g, v in mix["p_genre"].items())
     line = (
-        f"evaluate: P(genre) of the mix: {p_genre}; closest genre {mix['closest_genre']}; "
+        f"evaluate: P(genre) of the mix: {p_genre}; "
+        f"closest by feature distance {mix['closest_genre']}; "
         f"classifier CV accuracy {report['classifier']['cv_accuracy']:.2f}"
     )
     _save_state(out_dir, "evaluate", key, line)

@@ -168,7 +168,7 @@ def _num(value: Any, digits: int = 3) -> str:
 
 def _generated_table(report: dict[str, Any]) -> list[str]:
     genres = report["classifier"]["genres"]
-    head = ["set", "pieces", *[f"P({g}) [95% CI]" for g in genres], "closest genre"]
+    head = ["set", "pieces", *[f"P({g}) [95% CI]" for g in genres], "closest by features"]
     head += [f"effect / overlap vs {g}" for g in genres]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for label, g in report["generated"].items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -42,15 +43,13 @@ def copy_model(best: Path) -> None:
     tmp.rename(PACKAGE_MODEL)
 
 
-def training_seconds(run_dir: Path) -> float | None:
-    """Wall time of the training from its CSV log (sum over resumed calls)."""
-    state = run_dir / "last" / "state.json"
-    if state.exists():
-        data = json.loads(state.read_text())
-        for key in ("train_seconds", "seconds", "elapsed_seconds"):
-            if key in data:
-                return float(data[key])
-    return None
+def training_seconds(log: Path) -> float | None:
+    """Wall time of the training: the sum of the `train: ... in N s` lines of the build log
+    (one per resumed call of scripts/build_default_model.sh)."""
+    if not log.exists():
+        return None
+    found = re.findall(r"^train: .* in (\d+) s", log.read_text(), flags=re.MULTILINE)
+    return float(sum(map(int, found))) if found else None
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -153,7 +152,7 @@ def main() -> int:
     subprocess.run(cmd, check=True)
     report = json.loads((args.report_dir / "report.json").read_text())
     meta = json.loads((PACKAGE_MODEL / "midimix.json").read_text())
-    seconds = training_seconds(args.run_dir)
+    seconds = training_seconds(args.run_dir.parent / "build.log")
     extra = {
         "classical_pieces": sum(1 for _ in (args.corpus / "classical").glob("*.mid")),
         "lofi_pieces": sum(1 for _ in (args.corpus / "lofi").glob("*.mid")),
