@@ -81,7 +81,10 @@ def test_quickstart_defaults_to_the_embedded_model(tmp_path: Path) -> None:
     command = [sys.executable, str(EXAMPLES / "quickstart.py"), "--bars", "2"]
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads(next((tmp_path / "out" / "quickstart").glob("*.json")).read_text())
+    (provenance,) = [
+        p for p in (tmp_path / "out" / "quickstart").glob("*.json") if ".render" not in p.name
+    ]
+    record = json.loads(provenance.read_text())
     assert record["model_dir"] == str(DEFAULT_MODEL_DIR)
     assert record["weights"] == {"lofi": 0.7, "classical": 0.3}
 
