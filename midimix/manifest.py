@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
 import sys
 import time
@@ -233,7 +234,10 @@ def run_items(
             _finish(summary, manifest, record)
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=initializer) as pool:
+        # "spawn", not fork: a forked child inherits the parent's FluidSynth, onnxruntime and
+        # torch threads mid-state (a render_many after a render in one process hung on fork).
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer) as pool:
             futures = {pool.submit(_run_one, fn, item, known_errors): (item, d) for item, d in todo}
             for future in as_completed(futures):
                 item, digest = futures[future]

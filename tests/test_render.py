@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +262,34 @@ def test_config_checks_name_the_field() -> None:
     with pytest.raises(ConfigError, match="bit_depth must be 16 or 24, got 8"):
         config(bit_depth=8)
     assert parse_genre_mix("lofi,classical") == {"lofi": 0.5, "classical": 0.5}
+
+
+def test_render_many_with_workers_after_rendering_in_process(
+    midi_dir: Path, tmp_path: Path
+) -> None:
+    """Two worker processes after this process already rendered: same samples, no hang.
+
+    (Forked workers inherited the parent's synthesizer state and hung; they are spawned.)"""
+    script = f"""
+import sys
+import subprocess
+import sys
+from pathlib import Path
+from midimix.render import RenderConfig, render, render_many
+cfg = RenderConfig(sample_rate_hz={RATE_HZ}, genre_weights={{"lofi": 1.0}}, workers=2)
+src = Path({str(midi_dir / "two_seconds.mid")!r})
+render(src, Path({str(tmp_path / "solo.wav")!r}), cfg)
+copies = []
+for i in range(2):
+    copy = Path({str(tmp_path)!r}) / f"copy{{i}}.mid"
+    copy.write_bytes(src.read_bytes())
+    copies.append(copy)
+summary = render_many(copies, Path({str(tmp_path / "many")!r}), cfg, progress=False)
+sys.exit(0 if summary.done == 2 else 1)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=90)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    solo, _ = sf.read(str(tmp_path / "solo.wav"))
+    for i in range(2):
+        many, _ = sf.read(str(tmp_path / "many" / f"copy{i}.wav"))
+        assert many.shape == solo.shape
