@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from midimix.config import RUNS_DIR, TOKENS_DIR, check_choice, check_range, config_to_dict
 from midimix.errors import ConfigError, MidimixError, cli_errors
-from midimix.manifest import atomic_write_json, sha256_file
+from midimix.manifest import atomic_path, atomic_write_json, sha256_file
 from midimix.model import PRESETS, ModelConfig, quiet_transformers
 
 if TYPE_CHECKING:
@@ -350,6 +350,18 @@ class CsvLog:
             except ImportError:
                 self.board = None
 
+    def truncate_after(self, step: int) -> None:
+        """Drop rows past `step`: a run killed after logging but before saving last/ redoes
+        those steps on resume, and the log must hold each step once."""
+        if not self.enabled or not self.path.exists():
+            return
+        with open(self.path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= step]
+        if len(kept) < len(rows):
+            with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as handle:
+                csv.writer(handle).writerows(kept)
+
     def write(self, step: int, **values: float) -> None:
         if not self.enabled:
             return
@@ -531,6 +543,7 @@ def train(tokens_dir: Path, run_dir: Path, config: TrainConfig) -> TrainResult:
         state, best_meta = saved["state"], saved["best"]
 
     log = CsvLog(run_dir / "log.csv", tok.genres, main)
+    log.truncate_after(state["step"])
     truth = [tok.genres.index(g) for g, _ in data.validation]
     unigram = unigram_loss(
         [[*ids, tok.eos_id] for _, ids in data.train],

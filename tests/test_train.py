@@ -229,3 +229,14 @@ def test_command_line_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "midimix tokenize" in err
+
+
+def test_log_rows_past_the_resumed_step_are_dropped(tmp_path: Path) -> None:
+    from midimix.train import CsvLog
+
+    log = CsvLog(tmp_path / "log.csv", ["a", "b"], enabled=True)
+    for step in (2, 4, 6):
+        log.write(step, val_loss=1.0 / step)
+    log.truncate_after(4)  # killed after logging step 6, before saving its state
+    with open(tmp_path / "log.csv") as handle:
+        assert [row.split(",")[0] for row in handle.read().splitlines()] == ["step", "2", "4"]
