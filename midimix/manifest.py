@@ -198,8 +198,11 @@ def run_items(
     initializer: Callable[[], None] | None = None,
     progress: bool = True,
     hash_inputs: Callable[[Item], str] | None = None,
+    start_method: str = "spawn",
 ) -> StageSummary:
-    """Run `fn` over the items that are in this shard and not up to date; record each."""
+    """Run `fn` over the items that are in this shard and not up to date; record each.
+
+    `start_method` ("spawn" or "fork") starts the worker processes when workers > 1."""
     from tqdm import tqdm
 
     start = time.perf_counter()
@@ -234,9 +237,10 @@ def run_items(
             _finish(summary, manifest, record)
             bar.update()
     else:
-        # "spawn", not fork: a forked child inherits the parent's FluidSynth, onnxruntime and
-        # torch threads mid-state (a render_many after a render in one process hung on fork).
-        context = multiprocessing.get_context("spawn")
+        # "spawn" by default: a forked child inherits the parent's FluidSynth, onnxruntime and
+        # torch threads mid-state (render_many after a render in one process hung on fork).
+        # Stages whose parent holds no such state pass "fork" and skip re-importing per worker.
+        context = multiprocessing.get_context(start_method)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer) as pool:
             futures = {pool.submit(_run_one, fn, item, known_errors): (item, d) for item, d in todo}
             for future in as_completed(futures):

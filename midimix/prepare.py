@@ -294,6 +294,9 @@ def prepare(
         shard=parse_shard(config.shard),
         known_errors=(AudioError, OSError),
         progress=config.progress,
+        # the parent holds no synthesizer or model session: forked workers are safe and
+        # skip the per-worker imports (librosa, basic-pitch) that spawned ones pay
+        start_method="fork",
     )
 
 

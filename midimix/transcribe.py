@@ -300,6 +300,9 @@ def transcribe(
         known_errors=(AudioError, OSError),
         initializer=functools.partial(_init_worker, threads),
         progress=config.progress,
+        # the parent holds no synthesizer or model session: forked workers are safe and
+        # skip the per-worker imports (librosa, basic-pitch) that spawned ones pay
+        start_method="fork",
     )
 
 
