@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,3 +112,42 @@ def as_mapping(value: Mapping[str, Path] | Path) -> dict[str, Path]:
     if isinstance(value, Mapping):
         return {check_genre_name(k): Path(v) for k, v in value.items()}
     return genre_folders(Path(value))
+
+
+def check_weights(weights: dict[str, float]) -> dict[str, float]:
+    """Non-negative finite weights, at least one above 0 -> normalised to sum 1."""
+    for genre, weight in weights.items():
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(
+                f"genre weights must be non-negative numbers, got {genre}={weight!r}; "
+                f"for example lofi=0.7,classical=0.3"
+            )
+    total = sum(weights.values())
+    if total <= 0:
+        raise ConfigError(
+            f"genre weights need at least one weight above 0, got {weights!r}; "
+            f"for example lofi=0.7,classical=0.3"
+        )
+    return {genre: weight / total for genre, weight in weights.items()}
+
+
+def parse_weights(text: str, separators: str = ",") -> dict[str, float]:
+    """'lofi=0.7,classical=0.3' (or 'lofi=70%') -> raw weights; a bare name weighs 1.
+    Syntax and values only: genre names are checked against a model by `check_genres`."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in re.split(f"[{separators}]", text))):
+        name, sep, value = (s.strip() for s in part.partition("="))
+        try:
+            weight = float(value.removesuffix("%")) if sep else 1.0
+        except ValueError:
+            raise ConfigError(
+                f"expected GENRE=WEIGHT like lofi=0.7,classical=0.3; got {part!r}"
+            ) from None
+        if not name:
+            raise ConfigError(f"expected GENRE=WEIGHT like lofi=0.7; got {part!r} (no genre)")
+        if name in weights:
+            raise ConfigError(f"genre {name!r} is given twice in {text!r}; give each genre once")
+        weights[name] = weight
+    if not weights:
+        raise ConfigError(f"expected GENRE=WEIGHT pairs like lofi=0.7,classical=0.3; got {text!r}")
+    return weights

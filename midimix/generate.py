@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 import midimix
 from midimix.audio import AUDIO_SUFFIXES
-from midimix.config import OUT_DIR, check_choice, check_range, config_to_dict
+from midimix.config import (
+    OUT_DIR,
+    check_choice,
+    check_range,
+    check_weights,
+    config_to_dict,
+    parse_weights,
+)
 from midimix.errors import ConfigError, InputError, MidimixError, cli_errors
 from midimix.manifest import atomic_write_json, sha256_file
 
@@ -127,45 +134,6 @@ class GeneratedPiece:
 
 # ---------------------------------------------------------------------------------------
 # Weights and schedules
-
-
-def check_weights(weights: dict[str, float]) -> dict[str, float]:
-    """Non-negative finite weights, at least one above 0 -> normalised to sum 1."""
-    for genre, weight in weights.items():
-        if not math.isfinite(weight) or weight < 0:
-            raise ConfigError(
-                f"genre weights must be non-negative numbers, got {genre}={weight!r}; "
-                f"for example lofi=0.7,classical=0.3"
-            )
-    total = sum(weights.values())
-    if total <= 0:
-        raise ConfigError(
-            f"genre weights need at least one weight above 0, got {weights!r}; "
-            f"for example lofi=0.7,classical=0.3"
-        )
-    return {genre: weight / total for genre, weight in weights.items()}
-
-
-def parse_weights(text: str, separators: str = ",") -> dict[str, float]:
-    """'lofi=0.7,classical=0.3' (or 'lofi=70%') -> raw weights; a bare name weighs 1.
-    Syntax and values only: genre names are checked against a model by `check_genres`."""
-    weights: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in re.split(f"[{separators}]", text))):
-        name, sep, value = (s.strip() for s in part.partition("="))
-        try:
-            weight = float(value.removesuffix("%")) if sep else 1.0
-        except ValueError:
-            raise ConfigError(
-                f"expected GENRE=WEIGHT like lofi=0.7,classical=0.3; got {part!r}"
-            ) from None
-        if not name:
-            raise ConfigError(f"expected GENRE=WEIGHT like lofi=0.7; got {part!r} (no genre)")
-        if name in weights:
-            raise ConfigError(f"genre {name!r} is given twice in {text!r}; give each genre once")
-        weights[name] = weight
-    if not weights:
-        raise ConfigError(f"expected GENRE=WEIGHT pairs like lofi=0.7,classical=0.3; got {text!r}")
-    return weights
 
 
 def check_genres(weights: dict[str, float], genres: list[str]) -> None:

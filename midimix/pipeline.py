@@ -195,8 +195,9 @@ def stage_configs(config: PipelineConfig, genres: list[str]) -> dict[str, Any]:
     """Every stage's config from the pipeline's: built up front, so a bad option fails before
     any work starts."""
     from midimix.collect import CollectConfig
+    from midimix.config import check_weights
     from midimix.evaluate import EvaluateConfig
-    from midimix.generate import GenerateConfig, check_genres, check_weights
+    from midimix.generate import GenerateConfig, check_genres
     from midimix.prepare import PrepareConfig
     from midimix.tokenize import TokenizeConfig
     from midimix.train import TrainConfig
@@ -448,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from midimix.generate import parse_weights
+    from midimix.config import parse_weights
 
     genres = parse_genre_paths(args.genre)
     config = PipelineConfig(

@@ -26,7 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from midimix.config import OUT_DIR, check_choice, check_range, config_to_dict, parse_shard
+from midimix.config import (
+    OUT_DIR,
+    check_choice,
+    check_range,
+    check_weights,
+    config_to_dict,
+    parse_shard,
+    parse_weights,
+)
 from midimix.errors import ConfigError, DependencyError, InputError, ItemError, cli_errors
 from midimix.lofi import LofiConfig, apply_chain, build_chain, db_to_gain
 from midimix.manifest import Item, Manifest, StageSummary, atomic_path, atomic_write_json, run_items
@@ -55,6 +63,17 @@ DRUM_BANK = 128  # General MIDI percussion bank of a SoundFont
 MIN_NOTE_SECONDS = 0.01  # shorter notes would start and stop inside one synth block: silence
 FLUID_FAILED = -1
 SYNTH_BLOCK_SAMPLES = 64  # FluidSynth's internal block (FLUID_BUFSIZE)
+
+
+# RenderConfig fields that hold a General MIDI program (checked 0..127, one CLI flag each)
+PROGRAM_FIELDS = (
+    "lofi_keys_program",
+    "lofi_bass_program",
+    "lofi_drum_kit",
+    "classical_keys_program",
+    "classical_bass_program",
+    "strings_program",
+)
 
 
 @dataclass
@@ -110,20 +129,13 @@ class RenderConfig:
             raise ConfigError(f"bit_depth must be 16 or 24, got {self.bit_depth!r}")
         check_range("tail_seconds", self.tail_seconds, 0, 30)
         check_range("max_seconds", self.max_seconds, 1, 24 * 3600)
-        for name in (
-            "lofi_keys_program",
-            "lofi_bass_program",
-            "lofi_drum_kit",
-            "classical_keys_program",
-            "classical_bass_program",
-            "strings_program",
-        ):
+        for name in PROGRAM_FIELDS:
             check_range(name, getattr(self, name), 0, 127)
         check_range("synth_gain", self.synth_gain, 0.01, 10)
         check_range("workers", self.workers, 1, 256)
         parse_shard(self.shard)
         if self.genre_weights is not None:
-            self.genre_weights = normalise_weights(self.genre_weights)
+            self.genre_weights = check_weights(self.genre_weights)
 
     def palettes(self) -> dict[str, Palette]:
         strings = self.strings_program if self.strings else None
@@ -148,27 +160,9 @@ class RenderConfig:
         return self.drums == "on" or self.lofi_weight >= self.drums_threshold
 
 
-def normalise_weights(weights: dict[str, float]) -> dict[str, float]:
-    for genre, weight in weights.items():
-        check_range(f"weight of genre {genre!r}", weight, 0, None)
-    total = sum(weights.values())
-    if not weights or total <= 0:
-        raise ConfigError(f"genre weights need at least one weight above 0, got {weights!r}")
-    return {genre: weight / total for genre, weight in weights.items()}
-
-
 def parse_genre_mix(text: str) -> dict[str, float]:
     """'lofi=0.7,classical=0.3' -> weights summing to 1; 'lofi,classical' -> equal weights."""
-    weights: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        try:
-            weights[name.strip()] = float(value) if sep else 1.0
-        except ValueError:
-            raise ConfigError(
-                f"--genre-mix expects GENRE=WEIGHT pairs like lofi=0.7,classical=0.3; got {part!r}"
-            ) from None
-    return normalise_weights(weights)
+    return check_weights(parse_weights(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -830,14 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-seconds", type=float, default=d.max_seconds, help="refuse longer pieces (memory)"
     )
-    for name in (
-        "lofi_keys_program",
-        "lofi_bass_program",
-        "lofi_drum_kit",
-        "classical_keys_program",
-        "classical_bass_program",
-        "strings_program",
-    ):
+    for name in PROGRAM_FIELDS:
         flag = "--" + name.replace("_", "-")
         p.add_argument(flag, type=int, default=getattr(d, name), help="General MIDI 0..127")
     p.add_argument("--strings", action="store_true", help="classical: strings under the piano")
