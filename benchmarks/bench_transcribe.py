@@ -160,6 +160,11 @@ def speed(pieces: list[rs.Piece], work: Path, workers: int) -> None:
     model = Model(str(model_path()))
     with contextlib.redirect_stdout(io.StringIO()):  # predict prints a line per file
         predict(pieces[0].clip_path, model)  # warm-up: numba compilation, ONNX graph set-up
+    # the stage's warm-up, likewise outside the timing: its one-time imports (librosa's beat
+    # tracking, about 3 s, in the server that forks the workers) on two clips; every timed
+    # run below still starts its own workers and model sessions
+    warm = TranscribeConfig(progress=False, workers=workers)
+    timed_stage(work, "midi-warm-up", warm, [p.clip_path for p in pieces[:2]])
     theirs, peer_times = {}, []
     cpu_before = cpu_seconds()
     for p in pieces:
@@ -176,34 +181,68 @@ def speed(pieces: list[rs.Piece], work: Path, workers: int) -> None:
         f"  basic-pitch predict loop: {peer_s:.1f} s, median "
         f"{statistics.median(peer_times):.2f} s/clip; {peer_cpu_s:.1f} CPU s"
     )
-
-    same = TranscribeConfig(**BASIC_PITCH_DEFAULTS, tempo_map="off", progress=False)
-    same.workers = workers
-    summary, cpu_s = timed_stage(work, "midi-same", same)
-    f1 = [rs.score_notes(as_mir(theirs[p.id]), midi_notes(summary, p))["onset_f1"] for p in pieces]
-    print(
-        f"  midimix, thresholds and tempo map off, {workers} workers: {summary.seconds:.1f} s "
-        f"-> {peer_s / summary.seconds:.2f}x; {cpu_s:.1f} CPU s; onset F1 vs basic-pitch: "
-        f"min {min(f1):.4f}, mean {np.mean(f1):.4f}"
-    )
-    for n_workers in sorted({1, workers}):
-        config = TranscribeConfig(progress=False, workers=n_workers)
-        summary, cpu_s = timed_stage(work, f"midi-speed{n_workers}", config)
+    for layout in ("basic-pitch", "aligned"):
+        same = TranscribeConfig(
+            **BASIC_PITCH_DEFAULTS, tempo_map="off", window_layout=layout, progress=False
+        )
+        same.workers = workers
+        summary, cpu_s = timed_stage(work, f"midi-same-{layout}", same)
+        f1 = [
+            rs.score_notes(as_mir(theirs[p.id]), midi_notes(summary, p))["onset_f1"] for p in pieces
+        ]
+        print(
+            f"  midimix, basic-pitch's thresholds, tempo map off, {layout} windows, {workers} "
+            f"workers: {summary.seconds:.1f} s -> {peer_s / summary.seconds:.2f}x; "
+            f"{cpu_s:.1f} CPU s in clips; onset F1 vs basic-pitch: min {min(f1):.4f}, "
+            f"mean {np.mean(f1):.4f}"
+        )
+    runs = [(1, "aligned"), (workers, "basic-pitch"), (workers, "aligned")]
+    for n_workers, layout in sorted(set(runs)):
+        config = TranscribeConfig(progress=False, workers=n_workers, window_layout=layout)
+        summary, cpu_s = timed_stage(work, f"midi-speed{n_workers}-{layout}", config)
         median_s = statistics.median(r["seconds"] for r in summary.records)
         print(
-            f"  midimix defaults + beat tracking, {n_workers} workers: {summary.seconds:.1f} s "
-            f"-> {peer_s / summary.seconds:.2f}x basic-pitch, "
+            f"  midimix defaults + beat tracking, {layout} windows, {n_workers} workers: "
+            f"{summary.seconds:.1f} s -> {peer_s / summary.seconds:.2f}x basic-pitch, "
             f"{audio_s / summary.seconds:.1f}x real time, median {median_s:.2f} s/clip; "
-            f"{cpu_s:.1f} CPU s, so {2 * audio_s / cpu_s:.0f}x real time on 2 idle cores"
+            f"{cpu_s:.1f} CPU s in clips, so {2 * audio_s / cpu_s:.0f}x real time on 2 idle cores"
         )
+    cold_start(work, peer_s, audio_s, workers)
 
 
-def timed_stage(work: Path, name: str, config: TranscribeConfig) -> tuple[StageSummary, float]:
+def cold_start(work: Path, peer_s: float, audio_s: float, workers: int) -> None:
+    """The command line from a fresh process: imports and warm-up included (the peer's own
+    imports and warm-up are not in its time)."""
+    import subprocess
+
+    out = work / "midi-cold"
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "midimix.transcribe", "--clips-dir", str(work / "clips")]
+    command += ["--midi-dir", str(out), "--workers", str(workers), "--no-progress"]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    print(
+        f"  `python -m midimix.transcribe --workers {workers}` from a fresh process: {seconds:.1f} "
+        f"s -> {peer_s / seconds:.2f}x the warm predict loop, {audio_s / seconds:.1f}x real time"
+    )
+
+
+def timed_stage(
+    work: Path, name: str, config: TranscribeConfig, only: list[Path] | None = None
+) -> tuple[StageSummary, float]:
+    """The stage on the set's clips (or on the clips `only`), from an empty output folder;
+    with the CPU seconds its clips took (worker start-up not included)."""
     out = work / name
     shutil.rmtree(out, ignore_errors=True)
-    cpu_before = cpu_seconds()
-    summary = transcribe(work / "clips", out, config)
-    return summary, cpu_seconds() - cpu_before
+    clips: Path | dict[str, Path] = work / "clips"
+    if only is not None:
+        clips = {"some": out / "input"}
+        clips["some"].mkdir(parents=True)
+        for path in only:
+            shutil.copy(path, clips["some"])
+    summary = transcribe(clips, out, config)
+    return summary, sum(r["cpu_seconds"] for r in summary.records)
 
 
 def midi_notes(summary: StageSummary, piece: rs.Piece) -> tuple[np.ndarray, np.ndarray]:

@@ -196,13 +196,16 @@ def run_items(
     shard: tuple[int, int] = (0, 1),
     known_errors: tuple[type[BaseException], ...] = (),
     initializer: Callable[[], None] | None = None,
+    preload: Iterable[str] = (),
     progress: bool = True,
     hash_inputs: Callable[[Item], str] | None = None,
     start_method: str = "spawn",
 ) -> StageSummary:
     """Run `fn` over the items that are in this shard and not up to date; record each.
 
-    `start_method` ("spawn" or "fork") starts the worker processes when workers > 1."""
+    `start_method` ("spawn", "fork" or "forkserver") starts the worker processes when
+    workers > 1; with "forkserver", `preload` names modules the server imports once (the first
+    time it starts in this process) so that every worker forked from it has them."""
     from tqdm import tqdm
 
     start = time.perf_counter()
@@ -239,8 +242,11 @@ def run_items(
     else:
         # "spawn" by default: a forked child inherits the parent's FluidSynth, onnxruntime and
         # torch threads mid-state (render_many after a render in one process hung on fork).
-        # Stages whose parent holds no such state pass "fork" and skip re-importing per worker.
+        # Stages whose parent holds no such state pass "fork" and skip re-importing per worker;
+        # "forkserver" with `preload` gives the same saving from a clean process.
         context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver" and preload:
+            context.set_forkserver_preload(list(preload))
         with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer) as pool:
             futures = {pool.submit(_run_one, fn, item, known_errors): (item, d) for item, d in todo}
             for future in as_completed(futures):

@@ -12,6 +12,7 @@ import argparse
 import functools
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,14 @@ WINDOW_SAMPLES = 2 * SAMPLE_RATE_HZ - FFT_HOP  # the model's input window (just 
 OVERLAP_FRAMES = 30  # frames shared by neighbouring windows, as basic-pitch's predict uses
 OVERLAP_SAMPLES = OVERLAP_FRAMES * FFT_HOP
 HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
+WINDOW_FRAMES = 172  # model output frames per window
+EDGE_FRAMES = OVERLAP_FRAMES // 2  # zeros in front of the audio, as basic-pitch's predict pads
+# the aligned layout's least overlap between neighbouring windows, half kept from each: the
+# model's activations ramp over the first ~5 frames of a window, and 8 overlapping frames cut
+# sustained notes in two at every seam; 16 gives 17 windows for a 30 s clip instead of
+# predict's 19, seams as smooth as predict's (docs/transcribe.md)
+MIN_SEAM_FRAMES = 16
+WINDOW_LAYOUTS = ("aligned", "basic-pitch")
 TICKS_PER_BEAT = 480
 TEMPO_MAPS = ("beats", "constant", "off")
 ONSET_THRESHOLD = 0.7  # measured best on the round-trip set (basic-pitch's own: 0.5)
@@ -58,6 +67,9 @@ class TranscribeConfig:
     drums: bool = False  # add the percussive onsets as a General MIDI drum track
     max_flatness: float = 0.3  # mean spectral flatness above this: noise, no notes written
     min_audio_seconds: float = 2.0  # audio shorter than one model window: nothing written
+    # aligned: windows start on whole model frames and overlap by 16+ frames (17 windows for
+    # 30 s), note times exact; basic-pitch: predict's layout (19 windows), times and notes
+    window_layout: str = "aligned"
     batch_windows: int = 1  # model windows per inference call (1 measured fastest on CPU)
     threads: int = 0  # onnxruntime threads per worker (0: cores / workers)
     workers: int = 1  # worker processes (one clip each)
@@ -80,6 +92,7 @@ class TranscribeConfig:
                 f"({self.max_pitch_hz})"
             )
         check_choice("tempo_map", self.tempo_map, TEMPO_MAPS)
+        check_choice("window_layout", self.window_layout, WINDOW_LAYOUTS)
         check_range("max_flatness", self.max_flatness, 0.0, 1.0)
         check_range("min_audio_seconds", self.min_audio_seconds, 0.0, 3600.0)
         check_range("batch_windows", self.batch_windows, 1, 1024)
@@ -138,43 +151,84 @@ def window_audio(audio: np.ndarray) -> np.ndarray:
     return windows
 
 
-def run_model(audio: np.ndarray, session: Any, batch_windows: int = 1) -> dict[str, np.ndarray]:
-    """Model activations {"note", "onset": (n_frames, 88), "contour": (n_frames, 264)}."""
-    windows = window_audio(audio)
-    parts: dict[str, list[np.ndarray]] = {"note": [], "onset": [], "contour": []}
+def frame_count(audio: np.ndarray) -> int:
+    """Model frames kept for the audio, counted as basic-pitch's predict counts them."""
+    return int(np.floor(len(audio) * (SAMPLE_RATE_HZ // FFT_HOP) / SAMPLE_RATE_HZ))
+
+
+def aligned_starts(n_frames: int) -> np.ndarray:
+    """First frame of each window of the aligned layout, in frames of the audio with
+    EDGE_FRAMES of zeros in front: as few windows as cover the audio plus EDGE_FRAMES of the
+    silence after it, spread evenly, neighbours sharing at least MIN_SEAM_FRAMES frames.
+
+    Starting every window on a whole frame (predict's hop is 141.27 frames) keeps all frames
+    on one grid, so no per-window time correction is needed."""
+    last = max(n_frames + 2 * EDGE_FRAMES - WINDOW_FRAMES, 0)
+    n_windows = 1 + -(-last // (WINDOW_FRAMES - MIN_SEAM_FRAMES))
+    return np.round(np.linspace(0, last, n_windows)).astype(int)
+
+
+def _run_windows(session: Any, windows: np.ndarray, batch_windows: int) -> list[np.ndarray]:
+    """The model's (note, onset, contour) outputs for every window, (n_windows, 172, bins)."""
+    parts: list[list[np.ndarray]] = [[], [], []]
     for start in range(0, len(windows), batch_windows):
         outputs = session.run(
             list(_ONNX_OUTPUTS), {_ONNX_INPUT: windows[start : start + batch_windows]}
         )
-        for key, value in zip(("note", "onset", "contour"), outputs, strict=True):
-            parts[key].append(value)
-    half = OVERLAP_FRAMES // 2
-    n_frames = int(np.floor(len(audio) * (SAMPLE_RATE_HZ // FFT_HOP) / SAMPLE_RATE_HZ))
-    out = {}
-    for key, chunks in parts.items():
-        joined = np.concatenate(chunks)[:, half:-half, :]  # (n_windows, frames, bins)
-        out[key] = joined.reshape(-1, joined.shape[2])[:n_frames]
-    return out
+        for part, value in zip(parts, outputs, strict=True):
+            part.append(value)
+    return [np.concatenate(part) for part in parts]
+
+
+def run_model(
+    audio: np.ndarray, session: Any, batch_windows: int = 1, layout: str = "aligned"
+) -> dict[str, np.ndarray]:
+    """Model activations {"note", "onset": (n_frames, 88), "contour": (n_frames, 264)}."""
+    n_frames = frame_count(audio)
+    if layout == "basic-pitch":
+        outputs = _run_windows(session, window_audio(audio), batch_windows)
+        half = OVERLAP_FRAMES // 2
+        joined = [o[:, half:-half, :].reshape(-1, o.shape[2])[:n_frames] for o in outputs]
+        return dict(zip(("note", "onset", "contour"), joined, strict=True))
+    starts = aligned_starts(n_frames)
+    padded = np.zeros((starts[-1] * FFT_HOP + WINDOW_SAMPLES), np.float32)
+    padded[EDGE_FRAMES * FFT_HOP :][: len(audio)] = audio[: len(padded) - EDGE_FRAMES * FFT_HOP]
+    windows = np.stack([padded[s * FFT_HOP : s * FFT_HOP + WINDOW_SAMPLES] for s in starts])
+    outputs = _run_windows(session, windows[:, :, None], batch_windows)
+    # each window keeps the frames up to the middle of its overlap with the next
+    middles = [(a + WINDOW_FRAMES + b) // 2 for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    cuts = [EDGE_FRAMES, *middles, EDGE_FRAMES + n_frames]
+    joined = []
+    for output in outputs:
+        pieces = [output[k, cuts[k] - s : cuts[k + 1] - s] for k, s in enumerate(starts)]
+        joined.append(np.concatenate(pieces))
+    return dict(zip(("note", "onset", "contour"), joined, strict=True))
 
 
 def activations_to_notes(
     activations: dict[str, np.ndarray], config: TranscribeConfig
 ) -> list[tuple[float, float, int, float]]:
     """(start s, end s, MIDI pitch, amplitude 0-1) by basic-pitch's own note creation."""
-    from basic_pitch.note_creation import model_output_to_notes
+    from basic_pitch.note_creation import model_frames_to_time, output_to_notes_polyphonic
 
     frames_per_second = SAMPLE_RATE_HZ / FFT_HOP
-    _, events = model_output_to_notes(
-        activations,
+    events = output_to_notes_polyphonic(
+        activations["note"],
+        activations["onset"],
         onset_thresh=config.onset_threshold or ONSET_THRESHOLD,  # set by __post_init__
         frame_thresh=config.frame_threshold,
         min_note_len=int(np.round(config.min_note_ms / 1000 * frames_per_second)),
+        infer_onsets=True,
         min_freq=config.min_pitch_hz,
         max_freq=config.max_pitch_hz,
-        include_pitch_bends=False,  # the MIDI holds no pitch bends: skip computing them
         melodia_trick=config.melodia,
     )
-    return [(float(s), float(e), int(p), float(a)) for s, e, p, a, _ in events]
+    n_frames = len(activations["note"])
+    if config.window_layout == "basic-pitch":
+        times_s = model_frames_to_time(n_frames)  # predict's per-window time correction
+    else:
+        times_s = np.arange(n_frames) * FFT_HOP / SAMPLE_RATE_HZ
+    return [(float(times_s[s]), float(times_s[e]), int(p), float(a)) for s, e, p, a in events]
 
 
 # -- the pieces of one clip -----------------------------------------------------------------
@@ -199,6 +253,12 @@ def audio_end(audio: np.ndarray) -> int:
 def transcribe_clip(item: Item, config: TranscribeConfig) -> dict[str, Any]:
     """One clip -> one MIDI file; returns the manifest fields (status "empty" with a reason
     for silence, noise or a too-short clip, where no MIDI file is written)."""
+    cpu_start = time.process_time()
+    record = _transcribe_clip(item, config)
+    return {**record, "cpu_seconds": round(time.process_time() - cpu_start, 3)}
+
+
+def _transcribe_clip(item: Item, config: TranscribeConfig) -> dict[str, Any]:
     audio, file_rate_hz = load_clip(item.source)
     record: dict[str, Any] = {}
     if file_rate_hz != SAMPLE_RATE_HZ:
@@ -228,7 +288,8 @@ def transcribe_clip(item: Item, config: TranscribeConfig) -> dict[str, Any]:
         import librosa
 
         pitched, percussive = librosa.effects.hpss(audio)
-    activations = run_model(pitched, load_model(config.threads), config.batch_windows)
+    session = load_model(config.threads)
+    activations = run_model(pitched, session, config.batch_windows, config.window_layout)
     notes = activations_to_notes(activations, config)
     beats = track_beats(audio, SAMPLE_RATE_HZ)
     hits = drum_hits(percussive, SAMPLE_RATE_HZ) if config.drums else []
@@ -249,10 +310,22 @@ def _empty(record: dict[str, Any], reason: str) -> dict[str, Any]:
     return {**record, "status": STATUS_EMPTY, "reason": reason, "output": None}
 
 
+# what every clip needs, imported once by the server that forks the workers: librosa's beat
+# tracking loads its compiled numba code at import (about 3 s, more than 5 clips' work)
+_PRELOAD = ("librosa.beat", "librosa.onset", "librosa.feature", "basic_pitch.note_creation")
+
+
 def _init_worker(threads: int) -> None:
-    """Load the model and warm up librosa (lazy imports, numba) on 3 s of a tone, so that a
-    worker's first clip costs what the others do."""
-    load_model(threads)
+    """A model session of this worker's own, run once so its buffers are allocated, and
+    librosa warmed up on 3 s of a tone, so that the first clip costs what the others do."""
+    from threadpoolctl import threadpool_limits
+
+    global _SESSION
+    _SESSION = None  # never a session made for other threads, in another process
+    # numpy's BLAS threads too: two workers with two each ran 10 % slower per clip
+    threadpool_limits(threads)
+    session = load_model(threads)
+    session.run(list(_ONNX_OUTPUTS), {_ONNX_INPUT: np.zeros((1, WINDOW_SAMPLES, 1), np.float32)})
     tone = (0.1 * np.sin(np.arange(3 * SAMPLE_RATE_HZ) * 0.1)).astype(np.float32)
     spectral_flatness(tone, SAMPLE_RATE_HZ)
     track_beats(tone, SAMPLE_RATE_HZ)
@@ -300,9 +373,11 @@ def transcribe(
         known_errors=(AudioError, OSError),
         initializer=functools.partial(_init_worker, threads),
         progress=config.progress,
-        # the parent holds no synthesizer or model session: forked workers are safe and
-        # skip the per-worker imports (librosa, basic-pitch) that spawned ones pay
-        start_method="fork",
+        # workers forked from a clean server that imported librosa once: not forked from this
+        # process, which may hold an onnxruntime session (a forked copy of one hangs), and not
+        # spawned, which would import librosa again in every worker
+        start_method="forkserver",
+        preload=_PRELOAD,
     )
 
 
@@ -330,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drums", action="store_true", help="add percussive onsets as a drum track")
     p.add_argument("--max-flatness", type=float, default=d.max_flatness)
     p.add_argument("--min-audio-seconds", type=float, default=d.min_audio_seconds)
+    p.add_argument(
+        "--window-layout",
+        choices=WINDOW_LAYOUTS,
+        default=d.window_layout,
+        help="aligned: fewer windows on whole frames (default); basic-pitch: predict's own",
+    )
     p.add_argument("--batch-windows", type=int, default=d.batch_windows)
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--workers", type=int, default=d.workers)
