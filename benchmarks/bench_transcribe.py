@@ -18,7 +18,6 @@ import contextlib
 import io
 import itertools
 import logging
-import resource
 import shutil
 import statistics
 import sys
@@ -153,7 +152,9 @@ def grid_distance(midi_path: Path, step_beats: float) -> float:
     return float(np.mean(np.abs(steps - np.round(steps))) * step_beats) if len(beats) else 0.0
 
 
-def speed(pieces: list[rs.Piece], work: Path, workers: int) -> None:
+def speed(pieces: list[rs.Piece], work: Path, workers: int, repeats: int) -> None:
+    """The predict loop and the stage in turn, `repeats` rounds; each ratio compares runs of
+    the same round, and the medians over rounds are printed last."""
     logging.disable(logging.WARNING)
     from basic_pitch.inference import Model, predict
 
@@ -165,49 +166,49 @@ def speed(pieces: list[rs.Piece], work: Path, workers: int) -> None:
     # run below still starts its own workers and model sessions
     warm = TranscribeConfig(progress=False, workers=workers)
     timed_stage(work, "midi-warm-up", warm, [p.clip_path for p in pieces[:2]])
-    theirs, peer_times = {}, []
-    cpu_before = cpu_seconds()
-    for p in pieces:
-        start = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            _, _, events = predict(p.clip_path, model)
-        peer_times.append(time.perf_counter() - start)
-        theirs[p.id] = [(float(s), float(e), int(n), float(a)) for s, e, n, a, _ in events]
-    peer_cpu_s = cpu_seconds() - cpu_before
-    peer_s = sum(peer_times)
     audio_s = sum(len(load_clip(p.clip_path)[0]) / rs.SAMPLE_RATE_HZ for p in pieces)
-    print(f"speed on {len(pieces)} clips ({audio_s:.0f} s of audio):")
-    print(
-        f"  basic-pitch predict loop: {peer_s:.1f} s, median "
-        f"{statistics.median(peer_times):.2f} s/clip; {peer_cpu_s:.1f} CPU s"
-    )
-    for layout in ("basic-pitch", "aligned"):
-        same = TranscribeConfig(
-            **BASIC_PITCH_DEFAULTS, tempo_map="off", window_layout=layout, progress=False
-        )
-        same.workers = workers
-        summary, cpu_s = timed_stage(work, f"midi-same-{layout}", same)
-        f1 = [
-            rs.score_notes(as_mir(theirs[p.id]), midi_notes(summary, p))["onset_f1"] for p in pieces
-        ]
-        print(
-            f"  midimix, basic-pitch's thresholds, tempo map off, {layout} windows, {workers} "
-            f"workers: {summary.seconds:.1f} s -> {peer_s / summary.seconds:.2f}x; "
-            f"{cpu_s:.1f} CPU s in clips; onset F1 vs basic-pitch: min {min(f1):.4f}, "
-            f"mean {np.mean(f1):.4f}"
-        )
-    runs = [(1, "aligned"), (workers, "basic-pitch"), (workers, "aligned")]
-    for n_workers, layout in sorted(set(runs)):
-        config = TranscribeConfig(progress=False, workers=n_workers, window_layout=layout)
-        summary, cpu_s = timed_stage(work, f"midi-speed{n_workers}-{layout}", config)
-        median_s = statistics.median(r["seconds"] for r in summary.records)
-        print(
-            f"  midimix defaults + beat tracking, {layout} windows, {n_workers} workers: "
-            f"{summary.seconds:.1f} s -> {peer_s / summary.seconds:.2f}x basic-pitch, "
-            f"{audio_s / summary.seconds:.1f}x real time, median {median_s:.2f} s/clip; "
-            f"{cpu_s:.1f} CPU s in clips, so {2 * audio_s / cpu_s:.0f}x real time on 2 idle cores"
-        )
-    cold_start(work, peer_s, audio_s, workers)
+    print(f"speed on {len(pieces)} clips ({audio_s:.0f} s of audio), {repeats} rounds:")
+    ratios: dict[str, list[float]] = {}
+    for round_ in range(1, repeats + 1):
+        theirs, peer_times = {}, []
+        for p in pieces:
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                _, _, events = predict(p.clip_path, model)
+            peer_times.append(time.perf_counter() - start)
+            theirs[p.id] = [(float(s), float(e), int(n), float(a)) for s, e, n, a, _ in events]
+        peer_s = sum(peer_times)
+        print(f"  round {round_}: basic-pitch predict loop {peer_s:.1f} s")
+        runs: list[tuple[str, TranscribeConfig]] = []
+        for layout in ("basic-pitch", "aligned"):
+            same = TranscribeConfig(
+                **BASIC_PITCH_DEFAULTS, tempo_map="off", window_layout=layout, progress=False
+            )
+            same.workers = workers
+            runs.append((f"basic-pitch's thresholds, no tempo map, {layout} windows", same))
+        for n_workers, layout in ((1, "aligned"), (workers, "basic-pitch"), (workers, "aligned")):
+            config = TranscribeConfig(progress=False, workers=n_workers, window_layout=layout)
+            runs.append((f"defaults + beat tracking, {layout} windows", config))
+        for name, config in runs:
+            name = f"{name}, {config.workers} worker{'s' * (config.workers > 1)}"
+            summary, cpu_s = timed_stage(work, "midi-speed", config)
+            ratios.setdefault(name, []).append(peer_s / summary.seconds)
+            line = (
+                f"    {name}: {summary.seconds:.1f} s -> {peer_s / summary.seconds:.2f}x, "
+                f"{audio_s / summary.seconds:.0f}x real time; {cpu_s:.1f} CPU s in clips"
+            )
+            if config.tempo_map == "off":
+                f1 = [
+                    rs.score_notes(as_mir(theirs[p.id]), midi_notes(summary, p))["onset_f1"]
+                    for p in pieces
+                ]
+                line += f"; onset F1 vs predict: min {min(f1):.4f}, mean {np.mean(f1):.4f}"
+            print(line)
+        if round_ == 1:
+            cold_start(work, peer_s, audio_s, workers)
+    print("  median over rounds of the ratio to the predict loop of the same round (min-max):")
+    for name, values in ratios.items():
+        print(f"    {name}: {statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})")
 
 
 def cold_start(work: Path, peer_s: float, audio_s: float, workers: int) -> None:
@@ -223,8 +224,9 @@ def cold_start(work: Path, peer_s: float, audio_s: float, workers: int) -> None:
     subprocess.run(command, check=True, capture_output=True)
     seconds = time.perf_counter() - start
     print(
-        f"  `python -m midimix.transcribe --workers {workers}` from a fresh process: {seconds:.1f} "
-        f"s -> {peer_s / seconds:.2f}x the warm predict loop, {audio_s / seconds:.1f}x real time"
+        f"    `python -m midimix.transcribe --workers {workers}` from a fresh process: "
+        f"{seconds:.1f} s -> {peer_s / seconds:.2f}x the warm predict loop, "
+        f"{audio_s / seconds:.1f}x real time"
     )
 
 
@@ -250,14 +252,6 @@ def midi_notes(summary: StageSummary, piece: rs.Piece) -> tuple[np.ndarray, np.n
     return rs.midi_notes(Path(record["output"]))
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the stage's worker processes):
-    what a run costs, whatever else shares the machine."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def batching(pieces: list[rs.Piece], repeats: int = 3) -> None:
     """Windows per inference call: one at a time vs all of a clip, vs two clips at once."""
     session = load_model()
@@ -281,6 +275,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/midimix-bench-transcribe"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", choices=("sweep", "quality", "speed"), default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the speed part")
     args = parser.parse_args()
     tempos = tuple(float(t) for t in np.round(np.linspace(70, 140, max(1, args.pieces // 2))))
     start = time.perf_counter()
@@ -296,7 +291,7 @@ def main() -> None:
     if args.only in (None, "speed"):
         print("batching (onnxruntime, one session, default threads):")
         batching(pieces)
-        speed(pieces, args.work, args.workers)
+        speed(pieces, args.work, args.workers, args.repeats)
 
 
 def quality(pieces: list[rs.Piece], work: Path) -> None:

@@ -232,7 +232,7 @@ def run_items(
 
     bar = tqdm(total=len(todo), desc=stage, unit="item", disable=not progress, file=sys.stderr)
     if workers <= 1 or len(todo) <= 1:
-        if initializer:
+        if initializer and todo:  # nothing to do: no model to load
             initializer()
         for item, digest in todo:
             record = _base_record(item, digest, phash, params)

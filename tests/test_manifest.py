@@ -107,3 +107,24 @@ def test_shards_partition_items() -> None:
 def test_params_hash_is_order_independent() -> None:
     assert params_hash({"a": 1, "b": Path("x")}) == params_hash({"b": "x", "a": 1})
     assert params_hash({"a": 1}) != params_hash({"a": 2})
+
+
+def test_initializer_runs_only_when_there_is_work(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "m.jsonl")
+    items = _items(tmp_path, {"a": "x"})
+    calls: list[str] = []
+    run_items("toy", items, _double, manifest, {}, initializer=lambda: calls.append("init"))
+    assert calls == ["init"]
+    again = run_items("toy", items, _double, manifest, {}, initializer=lambda: calls.append("2"))
+    assert (again.skipped, calls) == (1, ["init"])  # all up to date: no model loaded for nothing
+
+
+def test_forkserver_workers_with_preload_give_same_records(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "m.jsonl")
+    items = _items(tmp_path, {f"i{n}": "ab" * n for n in range(1, 5)} | {"b": "bad"})
+    summary = run_items(
+        "toy", items, _double, manifest, {}, workers=2, progress=False,
+        start_method="forkserver", preload=("json",),
+    )  # fmt: skip
+    assert (summary.done, summary.failed) == (4, 1)
+    assert manifest.records()["i4"]["chars"] == 16

@@ -186,6 +186,21 @@ def test_a_held_tone_stays_level_across_window_seams(layout: str) -> None:
     assert max(steps) < 0.08, steps
 
 
+def test_the_strongest_onset_is_not_lost_to_a_tie_with_an_inferred_one() -> None:
+    # a note whose activation jumps a frame before its onset peak: basic-pitch's inferred
+    # onset at frame 9 is scaled to the clip's strongest onset, 0.8, and ties with frame 10
+    note = np.zeros((100, 88), np.float32)
+    onset = np.zeros((100, 88), np.float32)
+    note[9:60, 48] = 0.8
+    onset[9:12, 48] = (0.5, 0.8, 0.3)
+    activations = {"note": note, "onset": onset, "contour": np.zeros((100, 264), np.float32)}
+    exact = TranscribeConfig(onset_threshold=0.5, window_layout="basic-pitch")
+    assert activations_to_notes(activations, exact) == []  # predict's own: no note at all
+    ((start, end, pitch, _),) = activations_to_notes(activations, TranscribeConfig())
+    assert (pitch, start) == (69, pytest.approx(10 * 256 / SAMPLE_RATE_HZ))
+    assert end == pytest.approx(59 * 256 / SAMPLE_RATE_HZ, abs=0.02)
+
+
 def test_config_checks_ranges() -> None:
     with pytest.raises(ConfigError, match="onset_threshold"):
         TranscribeConfig(onset_threshold=1.5)
