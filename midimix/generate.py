@@ -536,6 +536,12 @@ def output_stem(config: GenerateConfig, weights: dict[str, float], sample: int) 
         stem += f"-g{config.guidance:g}"
     if config.prompt is not None:
         stem += f"-from-{Path(config.prompt).stem}"
+    # sampling settings away from the defaults, so that runs differing only there do not
+    # overwrite each other
+    defaults = GenerateConfig()
+    for tag, field in (("t", "temperature"), ("k", "top_k"), ("p", "top_p")):
+        if getattr(config, field) != getattr(defaults, field):
+            stem += f"-{tag}{getattr(config, field):g}"
     stem += f"-seed{config.seed}"
     return stem + (f"-{sample}" if config.num_samples > 1 else "")
 

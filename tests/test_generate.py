@@ -307,12 +307,16 @@ def test_cli_prints_what_it_wrote(
     assert main([*args, "--genre-mix", "lofi=0.7,classical=0.3"]) == 0
     assert main([*args, "--genre-mix"]) == 0
     assert main([*args, "--genre", "lofi", "--seed", "3"]) == 0
+    assert main([*args, "--genre", "lofi", "--seed", "3", "--temperature", "0.8"]) == 0
+    assert main([*args, "--genre", "lofi", "--seed", "3", "--top-p", "1", "--top-k", "8"]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [Path(line.split()[1]).name for line in lines]
     assert names == [
         "mix-lofi70-classical30-seed0.mid",
         "mix-classical50-lofi50-seed0.mid",
         "lofi-seed3.mid",
+        "lofi-t0.8-seed3.mid",  # other sampling settings: another file, none overwritten
+        "lofi-k8-p1-seed3.mid",
     ]
     assert all(line.startswith("wrote ") and "2 bars" in line for line in lines)
 
