@@ -28,6 +28,7 @@ from midimix.transcribe import (
     main,
     model_path,
     run_model,
+    seam_weights,
     transcribe,
     window_audio,
 )
@@ -163,17 +164,23 @@ def test_same_notes_as_basic_pitch_predict(clips: Path) -> None:
 def test_aligned_layout_covers_a_clip_with_fewer_windows() -> None:
     n_frames = frame_count(np.zeros(30 * SAMPLE_RATE_HZ))  # 2,580 as basic-pitch counts them
     starts = aligned_starts(n_frames)
-    assert len(starts) == 17 and len(window_audio(np.zeros(30 * SAMPLE_RATE_HZ))) == 19
+    assert len(starts) == 16 and len(window_audio(np.zeros(30 * SAMPLE_RATE_HZ))) == 19
     assert starts[0] == 0 and starts[-1] + WINDOW_FRAMES == n_frames + 2 * EDGE_FRAMES
     assert np.all(WINDOW_FRAMES - np.diff(starts) >= MIN_SEAM_FRAMES)
     assert list(aligned_starts(100)) == [0]  # 100 frames and both edges fit one window
+    # the crossfade's weights cover every frame once in all
+    weights = seam_weights(starts)
+    coverage = np.zeros(starts[-1] + WINDOW_FRAMES)
+    for start, row in zip(starts, weights, strict=True):
+        coverage[start : start + WINDOW_FRAMES] += row
+    assert np.allclose(coverage, 1.0) and weights[1, 0] < 0.2 and weights[0, -1] < 0.2
 
 
 @pytest.mark.parametrize("layout", ["aligned", "basic-pitch"])
 def test_a_held_tone_stays_level_across_window_seams(layout: str) -> None:
     # 3.5 s tones starting at several times cross one or two seams each. Measured largest
-    # frame-to-frame change of the note activation: 0.03 aligned, 0.04 basic-pitch, and 0.31
-    # with 8 frames of overlap (the seams then cut held notes in two).
+    # frame-to-frame change of the note activation: 0.034 aligned (crossfaded), 0.04
+    # basic-pitch, 0.13-0.31 with the same 8-frame overlaps cut in the middle instead.
     rate, steps = SAMPLE_RATE_HZ, []
     for start_s in (5.3, 10.0, 17.5):
         audio = np.concatenate([np.zeros(int(start_s * rate), np.float32), sine(3.5, rate, 4.5)])
