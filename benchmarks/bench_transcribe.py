@@ -92,7 +92,7 @@ def sweep(pieces: list[rs.Piece]) -> None:
     for scores, values in results[:8]:
         print(f"  {dict(zip(SWEEP, values, strict=True))}: {fmt(scores)}")
     bp = next(s for s, v in results if dict(zip(SWEEP, v, strict=True)) == BASIC_PITCH_DEFAULTS)
-    print(f"  basic-pitch defaults: {fmt(bp)}")
+    print(f"  basic-pitch's thresholds on the same activations: {fmt(bp)}")
 
 
 def stage_quality(pieces: list[rs.Piece], work: Path, name: str, config: TranscribeConfig) -> dict:
@@ -296,7 +296,10 @@ def main() -> None:
 
 def quality(pieces: list[rs.Piece], work: Path) -> None:
     print("onset/offset scores through the whole stage (MIDI read back):")
-    basic_pitch = TranscribeConfig(**BASIC_PITCH_DEFAULTS, progress=False)
+    # basic-pitch's own: its thresholds on its window layout
+    basic_pitch = TranscribeConfig(
+        **BASIC_PITCH_DEFAULTS, window_layout="basic-pitch", progress=False
+    )
     stage_quality(pieces, work, "basic-pitch defaults", basic_pitch)
     ours = stage_quality(pieces, work, "midimix defaults", TranscribeConfig(progress=False))
     lofi = [p for p in pieces if p.has_drums]

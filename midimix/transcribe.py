@@ -51,7 +51,7 @@ _ONNX_INPUT = "serving_default_input_2:0"
 @dataclass
 class TranscribeConfig:
     # Note thresholds, chosen by a sweep on the round-trip set (docs/transcribe.md): onset F1
-    # 0.87 against 0.65 for basic-pitch's own defaults (onset 0.5, frame 0.3, 127.7 ms, melodia).
+    # 0.88 against 0.66 for basic-pitch's own defaults (onset 0.5, frame 0.3, 127.7 ms, melodia).
     # onset activation that starts a note; None: 0.7 (F1 peaks there), or 0.5 with --hpss, whose
     # harmonic part has softer attacks (0.5 keeps recall within 0.01 of no separation)
     onset_threshold: float | None = None
