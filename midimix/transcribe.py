@@ -425,32 +425,85 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m midimix.transcribe",
         description="Transcribe clips/<genre>/*.wav to beat-aligned MIDI with basic-pitch.",
     )
-    p.add_argument("--clips-dir", type=Path, default=CLIPS_DIR, help="default: %(default)s")
-    p.add_argument("--midi-dir", type=Path, default=MIDI_DIR, help="default: %(default)s")
     p.add_argument(
-        "--onset-threshold", type=float, default=None, help="default: 0.7, or 0.5 with --hpss"
+        "--clips-dir", type=Path, default=CLIPS_DIR, help="<genre>/*.wav clips (%(default)s)"
     )
-    p.add_argument("--frame-threshold", type=float, default=d.frame_threshold)
-    p.add_argument("--min-note-ms", type=float, default=d.min_note_ms)
-    p.add_argument("--min-pitch-hz", type=float, default=d.min_pitch_hz)
-    p.add_argument("--max-pitch-hz", type=float, default=d.max_pitch_hz)
-    p.add_argument("--melodia", action=argparse.BooleanOptionalAction, default=d.melodia)
-    p.add_argument("--tempo-map", choices=TEMPO_MAPS, default=d.tempo_map)
-    p.add_argument("--hpss", action="store_true", help="transcribe the harmonic part only")
-    p.add_argument("--drums", action="store_true", help="add percussive onsets as a drum track")
-    p.add_argument("--max-flatness", type=float, default=d.max_flatness)
-    p.add_argument("--min-audio-seconds", type=float, default=d.min_audio_seconds)
-    p.add_argument(
+    p.add_argument("--midi-dir", type=Path, default=MIDI_DIR, help="output (%(default)s)")
+    notes = p.add_argument_group("notes (defaults measured on the round-trip set)")
+    notes.add_argument(
+        "--onset-threshold",
+        type=float,
+        default=None,
+        help="onset activation that starts a note (0.7, or 0.5 with --hpss)",
+    )
+    notes.add_argument(
+        "--frame-threshold",
+        type=float,
+        default=d.frame_threshold,
+        help="activation that keeps a note sounding (%(default)s)",
+    )
+    notes.add_argument(
+        "--min-note-ms",
+        type=float,
+        default=d.min_note_ms,
+        help="shorter notes are dropped (%(default)s)",
+    )
+    notes.add_argument("--min-pitch-hz", type=float, default=None, help="drop notes below")
+    notes.add_argument("--max-pitch-hz", type=float, default=None, help="drop notes above")
+    notes.add_argument(
+        "--melodia",
+        action=argparse.BooleanOptionalAction,
+        default=d.melodia,
+        help="basic-pitch's melodia trick, notes without an onset (off; on scored 0.2 lower)",
+    )
+    notes.add_argument(
+        "--hpss", action="store_true", help="transcribe the harmonic part only (drums out)"
+    )
+    notes.add_argument(
+        "--drums", action="store_true", help="add the percussive onsets as a GM drum track"
+    )
+    notes.add_argument(
+        "--tempo-map",
+        choices=TEMPO_MAPS,
+        default=d.tempo_map,
+        help="beats: the tempo follows the tracked beats (default); constant: one tracked "
+        "tempo; off: 120 BPM as basic-pitch writes",
+    )
+    checks = p.add_argument_group("inputs that give no MIDI (recorded as empty)")
+    checks.add_argument(
+        "--max-flatness",
+        type=float,
+        default=d.max_flatness,
+        help="a clip with a higher spectral flatness is noise (%(default)s)",
+    )
+    checks.add_argument(
+        "--min-audio-seconds",
+        type=float,
+        default=d.min_audio_seconds,
+        help="less audio than this before the zero padding (%(default)s)",
+    )
+    run = p.add_argument_group("how it runs")
+    run.add_argument(
         "--window-layout",
         choices=WINDOW_LAYOUTS,
         default=d.window_layout,
-        help="aligned: fewer windows on whole frames (default); basic-pitch: predict's own",
+        help="aligned: 16 crossfaded windows per 30 s, exact times (default); basic-pitch: "
+        "exactly predict's windows and notes (19)",
     )
-    p.add_argument("--batch-windows", type=int, default=d.batch_windows)
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--shard", default=None, help="K/N: process only shard K of N")
-    p.add_argument("--no-progress", action="store_true")
+    run.add_argument(
+        "--batch-windows",
+        type=int,
+        default=d.batch_windows,
+        help="model windows per inference call (%(default)s: measured fastest)",
+    )
+    run.add_argument(
+        "--threads", type=int, default=d.threads, help="threads per worker (0: cores / workers)"
+    )
+    run.add_argument(
+        "--workers", type=int, default=d.workers, help="worker processes (%(default)s)"
+    )
+    run.add_argument("--shard", default=None, help="K/N: process only shard K of N")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
