@@ -216,8 +216,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GENRE=PATH",
         help="a genre and a folder, file or URL; repeat for more (lofi=~/music/lofi)",
     )
-    parser.add_argument("--raw-dir", type=Path, default=RAW_DIR, help="default: %(default)s")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--raw-dir",
+        type=Path,
+        default=RAW_DIR,
+        help="output: one sub-folder per genre (%(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes; copying is disk-bound, so more rarely help (%(default)s)",
+    )
     parser.add_argument("--shard", default=None, help="K/N: run only the K-th of N shards")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

@@ -380,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="LABEL=PATH",
-        help="a set of generated MIDI (folder or file); repeat for several sets",
+        help="a set of generated MIDI (folder or file), LABEL names it in the report; "
+        "repeat for several sets",
     )
     add_common(p, d)
     return p
@@ -389,17 +390,37 @@ def build_parser() -> argparse.ArgumentParser:
 def add_common(p: argparse.ArgumentParser, d: EvaluateConfig) -> None:
     p.add_argument("--reference", action="append", default=[], metavar="GENRE=PATH",
                    help="reference MIDI of one genre (folder); give every genre")  # fmt: skip
-    p.add_argument("--out-dir", type=Path, default=OUT_DIR / "report")
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        default=OUT_DIR / "report",
+        help="folder for report.md, report.json, classifier.json and the PNGs (%(default)s)",
+    )
     p.add_argument(
         "--max-reference",
         type=int,
         default=d.max_reference_per_genre,
         help="random subset of reference pieces per genre (default %(default)s)",
     )
-    p.add_argument("--cv-folds", type=int, default=d.cv_folds)
-    p.add_argument("--piano-rolls", type=int, default=d.piano_rolls_per_set)
-    p.add_argument("--no-plots", action="store_true", help="JSON and Markdown only")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--cv-folds",
+        type=int,
+        default=d.cv_folds,
+        help="stratified folds of the classifier's cross-validated accuracy, 2..20 (%(default)s)",
+    )
+    p.add_argument(
+        "--piano-rolls",
+        type=int,
+        default=d.piano_rolls_per_set,
+        help="piano-roll PNGs of the first pieces of each set, 0..100 (%(default)s)",
+    )
+    p.add_argument("--no-plots", action="store_true", help="no PNG plots: JSON and Markdown only")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="random seed of the reference subset and the CV folds (%(default)s)",
+    )
 
 
 def config_from(args: argparse.Namespace) -> EvaluateConfig:

@@ -730,9 +730,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="midimix generate",
         description="Generate pieces that mix genres by chosen weights.",
     )
-    p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: embedded)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="checkpoint folder (default: the embedded default model)",
+    )
     p.add_argument("--out-dir", type=Path, default=OUT_DIR, help=f"output folder ({OUT_DIR})")
-    which = p.add_mutually_exclusive_group()
+    p.add_argument(
+        "--prompt",
+        type=Path,
+        default=None,
+        help="MIDI or audio file (transcribed first) to continue (default: none)",
+    )
+    p.add_argument(
+        "--name", default=None, help="output file stem (default: from the mix and the seed)"
+    )
+    p.add_argument(
+        "--no-render",
+        action="store_true",
+        help="write MIDI only, no audio (default: audio too, when midimix.render is installed)",
+    )
+    mix = p.add_argument_group("genre mix (default: equal weights over the model's genres)")
+    which = mix.add_mutually_exclusive_group()
     which.add_argument(
         "--genre-mix",
         nargs="?",
@@ -741,30 +761,99 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="G=W,...",
         help="weights like lofi=0.7,classical=0.3; no value: equal weights over the model's genres",
     )
-    which.add_argument("--genre", default=None, help="one genre")
+    which.add_argument("--genre", default=None, help="one genre only")
     which.add_argument(
         "--genre-schedule",
         default=None,
         metavar="SCHEDULE",
         help="weights moving bar by bar: classical->lofi, or keyframes classical@0,lofi@1",
     )
-    p.add_argument("--mix-method", choices=MIX_METHODS, default=d.mix_method)
-    p.add_argument("--mix-rule", choices=("product", "mixture"), default=d.mix_rule)
-    p.add_argument("--guidance", type=float, default=d.guidance, metavar="S")
-    p.add_argument("--prompt", type=Path, default=None, help="MIDI or audio file to continue")
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--top-k", type=int, default=d.top_k)
-    p.add_argument("--top-p", type=float, default=d.top_p)
-    p.add_argument("--seed", type=int, default=d.seed)
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--bars", type=int, default=d.bars)
-    length.add_argument("--seconds", type=float, default=None)
-    p.add_argument("--num-samples", type=int, default=d.num_samples)
-    p.add_argument("--max-tokens-per-bar", type=int, default=d.max_tokens_per_bar)
-    p.add_argument("--device", choices=DEVICES, default=d.device)
-    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads; 0: torch's default")
-    p.add_argument("--name", default=None, help="output file stem (default: from the mix)")
-    p.add_argument("--no-render", action="store_true", help="write MIDI only, no audio")
+    mix.add_argument(
+        "--mix-method",
+        choices=MIX_METHODS,
+        default=d.mix_method,
+        help="logits: combine the per-genre next-token log-probabilities; embedding: one "
+        "genre-token embedding, the weighted sum of the genres' (default %(default)s)",
+    )
+    mix.add_argument(
+        "--mix-rule",
+        choices=("product", "mixture"),
+        default=d.mix_rule,
+        help="with --mix-method logits: product (sum w*logp) or mixture (log sum w*p) "
+        "(default %(default)s)",
+    )
+    mix.add_argument(
+        "--guidance",
+        type=float,
+        default=d.guidance,
+        metavar="S",
+        help="classifier-free guidance scale against Genre_any; 0: none (default %(default)s)",
+    )
+    sampling = p.add_argument_group("sampling")
+    sampling.add_argument(
+        "--temperature",
+        type=float,
+        default=d.temperature,
+        help="sampling temperature; 1: the model's own distribution (default %(default)s)",
+    )
+    sampling.add_argument(
+        "--top-k",
+        type=int,
+        default=d.top_k,
+        help="sample from the k likeliest tokens only; 0: no top-k cut (default %(default)s)",
+    )
+    sampling.add_argument(
+        "--top-p",
+        type=float,
+        default=d.top_p,
+        help="nucleus sampling: drops the unlikely tail that derails long pieces "
+        "(default %(default)s)",
+    )
+    sampling.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="random seed of sampling and rendering (default %(default)s)",
+    )
+    sampling.add_argument(
+        "--max-tokens-per-bar",
+        type=int,
+        default=d.max_tokens_per_bar,
+        help="a bar longer than this is steered to its bar line (default %(default)s)",
+    )
+    size = p.add_argument_group("length and count (--bars or --seconds)")
+    length = size.add_mutually_exclusive_group()
+    length.add_argument(
+        "--bars",
+        type=int,
+        default=d.bars,
+        help="length of the new material, in bars (default %(default)s)",
+    )
+    length.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="length in seconds instead, 4/4 at 120 BPM: 2 s per bar (default: --bars)",
+    )
+    size.add_argument(
+        "--num-samples",
+        type=int,
+        default=d.num_samples,
+        help="pieces to generate, together as one batch (default %(default)s)",
+    )
+    hardware = p.add_argument_group("hardware")
+    hardware.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=d.device,
+        help="auto: cuda when available, else cpu (default %(default)s)",
+    )
+    hardware.add_argument(
+        "--threads",
+        type=int,
+        default=d.threads,
+        help="CPU threads; 0: torch's default (default %(default)s)",
+    )
     return p
 
 

@@ -421,28 +421,96 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="a genre and its folder of audio, MIDI or both; give it once per genre (>= 2)",
     )
-    p.add_argument("--data-dir", type=Path, default=d.data_dir, help="working folder (data)")
-    p.add_argument("--run-name", default=d.run_name, help="name of the model's run folder")
-    p.add_argument("--preset", default=d.preset, help="model size: tiny, small (CPU), base (GPU)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="training steps (0: epochs)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="training passes (no --max-steps)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between checkpoints")
     p.add_argument(
-        "--min-pieces", type=int, default=d.min_pieces_per_genre, help="clips/MIDI per genre"
+        "--data-dir",
+        type=Path,
+        default=d.data_dir,
+        help="working folder; every stage's folder lives under it (%(default)s)",
     )
-    p.add_argument("--clip-seconds", type=float, default=d.clip_seconds)
-    p.add_argument("--workers", type=int, default=d.workers, help="worker processes per stage")
-    p.add_argument("--hpss", action="store_true", help="drop percussion before transcription")
     p.add_argument(
-        "--genre-mix", default=None, help="mix of the generated piece, e.g. lofi=0.7,classical=0.3"
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="worker processes for the batch stages (%(default)s)",
     )
-    p.add_argument("--bars", type=int, default=d.bars, help="length of the generated piece")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--no-render", action="store_true", help="write MIDI only")
-    p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report")
-    p.add_argument("--no-plots", action="store_true", help="evaluation report without PNGs")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="random seed of tokenize, train, generate and evaluate (%(default)s)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    data = p.add_argument_group("data")
+    data.add_argument(
+        "--min-pieces",
+        type=int,
+        default=d.min_pieces_per_genre,
+        help="clips / MIDI files each genre needs at least; fewer is too little to train on "
+        "(%(default)s)",
+    )
+    data.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=d.clip_seconds,
+        help="prepare: the clip length in seconds (%(default)s)",
+    )
+    data.add_argument(
+        "--hpss", action="store_true", help="transcribe: drop percussion before transcription"
+    )
+    training = p.add_argument_group("training")
+    training.add_argument(
+        "--run-name",
+        default=d.run_name,
+        help="the model is written to DATA_DIR/runs/RUN_NAME/best (%(default)s)",
+    )
+    training.add_argument(
+        "--preset",
+        default=d.preset,
+        help="model size: tiny (a quick look), small (CPU), base (GPU) (%(default)s)",
+    )
+    training.add_argument(
+        "--max-steps",
+        type=int,
+        default=d.max_steps,
+        help="training steps; 0: --epochs passes over the data (%(default)s)",
+    )
+    training.add_argument(
+        "--epochs",
+        type=int,
+        default=d.epochs,
+        help="training passes when --max-steps is 0 (%(default)s)",
+    )
+    training.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help="training chunks per process per step (%(default)s)",
+    )
+    training.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="training steps between validation + resume checkpoints (%(default)s)",
+    )
+    output = p.add_argument_group("generated piece and report")
+    output.add_argument(
+        "--genre-mix",
+        default=None,
+        help="mix of the generated piece, e.g. lofi=0.7,classical=0.3 (default: equal weights)",
+    )
+    output.add_argument(
+        "--bars",
+        type=int,
+        default=d.bars,
+        help="length of the generated piece, in bars (%(default)s)",
+    )
+    output.add_argument("--no-render", action="store_true", help="write MIDI only, no audio")
+    output.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report")
+    output.add_argument(
+        "--no-plots",
+        action="store_true",
+        help="evaluation report without PNGs (piano rolls, feature distributions)",
+    )
     return p
 
 

@@ -315,21 +315,58 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cut raw audio (one sub-folder per genre) into mono clips of fixed length, "
         "resampled for transcription; the last clip is zero-padded.",
     )
-    parser.add_argument("--raw-dir", type=Path, default=RAW_DIR, help="default: %(default)s")
-    parser.add_argument("--clips-dir", type=Path, default=CLIPS_DIR, help="default: %(default)s")
-    parser.add_argument("--clip-seconds", type=float, default=defaults.clip_seconds)
-    parser.add_argument("--sample-rate-hz", type=int, default=defaults.sample_rate_hz)
     parser.add_argument(
+        "--raw-dir",
+        type=Path,
+        default=RAW_DIR,
+        help="input: raw audio, one sub-folder per genre (%(default)s)",
+    )
+    parser.add_argument(
+        "--clips-dir",
+        type=Path,
+        default=CLIPS_DIR,
+        help="output: <genre>/ folders of clips (%(default)s)",
+    )
+    clips = parser.add_argument_group("clips")
+    clips.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=defaults.clip_seconds,
+        help="length of each clip in seconds (%(default)s)",
+    )
+    clips.add_argument(
+        "--sample-rate-hz",
+        type=int,
+        default=defaults.sample_rate_hz,
+        help="sample rate of the clips (%(default)s: basic-pitch's own rate)",
+    )
+    clips.add_argument(
         "--min-remainder-seconds",
         type=float,
         default=defaults.min_remainder_seconds,
-        help="drop a last piece shorter than this (default: %(default)s)",
+        help="drop a last piece shorter than this, in seconds (%(default)s)",
     )
-    parser.add_argument("--silence-dbfs", type=float, default=defaults.silence_dbfs)
-    parser.add_argument("--block-seconds", type=float, default=defaults.block_seconds)
-    parser.add_argument("--workers", type=int, default=defaults.workers)
-    parser.add_argument("--shard", default=None, help="K/N: run only the K-th of N shards")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    clips.add_argument(
+        "--silence-dbfs",
+        type=float,
+        default=defaults.silence_dbfs,
+        help="a clip whose peak is below this, in dBFS, is not written (%(default)s)",
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument(
+        "--block-seconds",
+        type=float,
+        default=defaults.block_seconds,
+        help="seconds of audio decoded at a time (%(default)s)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="worker processes, one source file each (%(default)s)",
+    )
+    run.add_argument("--shard", default=None, help="K/N: run only the K-th of N shards")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 

@@ -784,58 +784,123 @@ def build_parser() -> argparse.ArgumentParser:
         "following a genre mix, loudness-normalised.",
     )
     p.add_argument("midi", nargs="+", type=Path, help="MIDI files to render")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("-o", "--out", type=Path, help="output file (one input only)")
-    out.add_argument("--out-dir", type=Path, help=f"output folder (default {OUT_DIR}/)")
-    p.add_argument(
+    files = p.add_argument_group("output files")
+    out = files.add_mutually_exclusive_group()
+    out.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        help=f"output file, one input only (default {OUT_DIR}/<MIDI name>.<format>)",
+    )
+    out.add_argument(
+        "--out-dir",
+        type=Path,
+        help=f"output folder, resumable, for several inputs (default {OUT_DIR}/)",
+    )
+    files.add_argument(
+        "--format", choices=FORMATS, default=d.format, help="audio file format (%(default)s)"
+    )
+    files.add_argument(
+        "--bit-depth",
+        type=int,
+        choices=(16, 24),
+        default=d.bit_depth,
+        help="bits per sample of WAV and FLAC (%(default)s)",
+    )
+    files.add_argument(
+        "--sample-rate",
+        type=int,
+        default=d.sample_rate_hz,
+        help="sample rate in Hz, 8000..192000 (%(default)s)",
+    )
+    files.add_argument(
+        "--compare-png",
+        type=Path,
+        help="one input: also write before/after spectrograms of the lo-fi chain",
+    )
+    mix = p.add_argument_group("genre mix and effects")
+    mix.add_argument(
         "--soundfont",
         type=Path,
         help=f"SoundFont .sf2 (default: ${SOUNDFONT_ENV}, "
         "soundfonts/, then the system's General MIDI SoundFont)",
     )
-    p.add_argument(
+    mix.add_argument(
         "--genre-mix",
         help="e.g. lofi=0.7,classical=0.3 (default: the file's own instruments, no effects)",
     )
-    p.add_argument(
+    mix.add_argument(
         "--lofi-amount",
         type=float,
         help="0..1, depth of the lo-fi chain (default: the mix's lo-fi weight)",
     )
-    p.add_argument(
+    mix.add_argument(
         "--drums",
         choices=DRUM_MODES,
         default=d.drums,
-        help="add a laid-back drum pattern to drumless pieces (auto: when lo-fi "
-        f"weight >= --drums-threshold, {d.drums_threshold:g})",
+        help="add a laid-back drum pattern to drumless pieces (%(default)s); auto: only "
+        "when the lo-fi weight >= --drums-threshold",
     )
-    p.add_argument("--drums-threshold", type=float, default=d.drums_threshold)
-    p.add_argument("--format", choices=FORMATS, default=d.format)
-    p.add_argument("--bit-depth", type=int, choices=(16, 24), default=d.bit_depth)
-    p.add_argument("--sample-rate", type=int, default=d.sample_rate_hz, help="Hz")
-    p.add_argument("--target-lufs", type=float, default=d.target_lufs)
-    p.add_argument("--peak-dbfs", type=float, default=d.peak_dbfs)
-    p.add_argument(
+    mix.add_argument(
+        "--drums-threshold",
+        type=float,
+        default=d.drums_threshold,
+        help="0..1, the lo-fi weight at which --drums auto adds drums (%(default)s)",
+    )
+    mix.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="random seed of the added drums' humanisation (%(default)s)",
+    )
+    programs = p.add_argument_group("instruments (General MIDI programs 0..127)")
+    program_help = {
+        "lofi_keys_program": "lo-fi: melodic tracks (%(default)s, Rhodes electric piano)",
+        "lofi_bass_program": "lo-fi: bass tracks (%(default)s, fingered electric bass)",
+        "lofi_drum_kit": "lo-fi: drum kit, a bank-128 preset (%(default)s, TR-808 kit)",
+        "classical_keys_program": "classical: melodic tracks (%(default)s, acoustic grand piano)",
+        "classical_bass_program": "classical: bass tracks (%(default)s, contrabass)",
+        "strings_program": "classical: the --strings layer (%(default)s, string ensemble)",
+    }
+    for name in PROGRAM_FIELDS:
+        flag = "--" + name.replace("_", "-")
+        programs.add_argument(flag, type=int, default=getattr(d, name), help=program_help[name])
+    programs.add_argument(
+        "--strings", action="store_true", help="classical: strings under the piano"
+    )
+    level = p.add_argument_group("loudness and length")
+    level.add_argument(
+        "--target-lufs",
+        type=float,
+        default=d.target_lufs,
+        help="loudness the audio is normalised to, in LUFS (%(default)s)",
+    )
+    level.add_argument(
+        "--peak-dbfs",
+        type=float,
+        default=d.peak_dbfs,
+        help="sample-peak ceiling after normalisation, in dBFS (%(default)s)",
+    )
+    level.add_argument(
         "--tail-seconds",
         type=float,
         default=d.tail_seconds,
-        help="rendered after the last note for the release",
+        help="rendered after the last note for the release and reverb (%(default)s)",
     )
-    p.add_argument(
-        "--max-seconds", type=float, default=d.max_seconds, help="refuse longer pieces (memory)"
+    level.add_argument(
+        "--max-seconds",
+        type=float,
+        default=d.max_seconds,
+        help="refuse longer pieces, for memory (%(default)s)",
     )
-    for name in PROGRAM_FIELDS:
-        flag = "--" + name.replace("_", "-")
-        p.add_argument(flag, type=int, default=getattr(d, name), help="General MIDI 0..127")
-    p.add_argument("--strings", action="store_true", help="classical: strings under the piano")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument(
-        "--compare-png",
-        type=Path,
-        help="one input: also write before/after spectrograms of the lo-fi chain",
+    run = p.add_argument_group("how it runs (several inputs or --out-dir)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="processes, each with its own synthesizer (%(default)s)",
     )
-    p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--shard", help="K/N: render only this shard of the inputs")
+    run.add_argument("--shard", help="K/N: render only this shard of the inputs")
     return p
 
 

@@ -245,12 +245,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="checkpoint folder (runs/x/best)")
     p.add_argument("--genre", default=d.genre, help="the swept genre (default %(default)s)")
     p.add_argument("--against", default=None, help="the other genre (default: the model's other)")
-    p.add_argument("--pieces", type=int, default=d.pieces, help="per weight and method")
-    p.add_argument("--weights", default=",".join(f"{w:g}" for w in d.weights))
-    p.add_argument("--methods", default=",".join(d.methods), help="logits and/or embedding")
-    p.add_argument("--bars", type=int, default=d.bars)
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--top-p", type=float, default=d.top_p)
+    p.add_argument(
+        "--pieces", type=int, default=d.pieces, help="per weight and method (%(default)s)"
+    )
+    p.add_argument(
+        "--weights",
+        default=",".join(f"{w:g}" for w in d.weights),
+        help="weights of --genre to generate at, 0..1, two or more (%(default)s)",
+    )
+    p.add_argument(
+        "--methods",
+        default=",".join(d.methods),
+        help="mix methods: logits and/or embedding (%(default)s)",
+    )
+    p.add_argument("--bars", type=int, default=d.bars, help="bars per piece (%(default)s)")
+    p.add_argument(
+        "--temperature", type=float, default=d.temperature, help="sampling (%(default)s)"
+    )
+    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus cut (%(default)s)")
     p.add_argument("--tokens", type=Path, default=None,
                    help="token folder: model figures on its validation split")  # fmt: skip
     add_common(p, EvaluateConfig())

@@ -806,24 +806,105 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"GENRE=FOLDER pairs, or one folder with a sub-folder per genre (default {MIDI_DIR})",
     )
     p.add_argument("--out", type=Path, default=TOKENS_DIR, help=f"output folder ({TOKENS_DIR})")
-    p.add_argument("--tokenization", choices=TOKENIZATIONS, default=d.tokenization)
-    p.add_argument("--positions-per-beat", type=int, default=d.positions_per_beat)
-    p.add_argument("--max-duration-beats", type=int, default=d.max_duration_beats)
-    p.add_argument("--num-velocities", type=int, default=d.num_velocities)
-    p.add_argument("--num-tempos", type=int, default=d.num_tempos)
-    p.add_argument("--min-tempo-bpm", type=int, default=d.min_tempo_bpm)
-    p.add_argument("--max-tempo-bpm", type=int, default=d.max_tempo_bpm)
-    p.add_argument("--tracks", choices=TRACK_MODES, default=d.tracks)
-    p.add_argument("--drums", choices=DRUM_MODES, default=d.drums)
-    p.add_argument("--bpe-vocab-size", type=int, default=d.bpe_vocab_size, help="0: no BPE")
-    p.add_argument("--transpose-semitones", type=int, default=d.transpose_semitones)
-    p.add_argument("--tempo-jitter", type=float, default=d.tempo_jitter)
-    p.add_argument("--velocity-jitter", type=int, default=d.velocity_jitter)
-    p.add_argument("--validation-fraction", type=float, default=d.validation_fraction)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--shard", default=None, help="K/N: only this share of the files")
-    p.add_argument("--no-progress", action="store_true")
+    vocab = p.add_argument_group("vocabulary (changes the tokenizer and the token ids)")
+    vocab.add_argument(
+        "--tokenization",
+        choices=TOKENIZATIONS,
+        default=d.tokenization,
+        help="token scheme (%(default)s, which measured better here: docs/tokenize.md)",
+    )
+    vocab.add_argument(
+        "--positions-per-beat",
+        type=int,
+        default=d.positions_per_beat,
+        help="time grid positions per beat (%(default)s: 16th notes)",
+    )
+    vocab.add_argument(
+        "--max-duration-beats",
+        type=int,
+        default=d.max_duration_beats,
+        help="longest Duration token, in beats (%(default)s)",
+    )
+    vocab.add_argument(
+        "--num-velocities",
+        type=int,
+        default=d.num_velocities,
+        help="velocity bins (%(default)s)",
+    )
+    vocab.add_argument(
+        "--num-tempos",
+        type=int,
+        default=d.num_tempos,
+        help="log-spaced tempo bins between the min and max tempo (%(default)s)",
+    )
+    vocab.add_argument(
+        "--min-tempo-bpm", type=int, default=d.min_tempo_bpm, help="lowest tempo bin (%(default)s)"
+    )
+    vocab.add_argument(
+        "--max-tempo-bpm", type=int, default=d.max_tempo_bpm, help="highest tempo bin (%(default)s)"
+    )
+    vocab.add_argument(
+        "--tracks",
+        choices=TRACK_MODES,
+        default=d.tracks,
+        help="merge: all pitched tracks into one part; programs: keep each, with a Program "
+        "token per note (%(default)s)",
+    )
+    vocab.add_argument(
+        "--drums",
+        choices=DRUM_MODES,
+        default=d.drums,
+        help="drop: drum tracks removed; keep: drums tokenized (%(default)s)",
+    )
+    vocab.add_argument(
+        "--bpe-vocab-size",
+        type=int,
+        default=d.bpe_vocab_size,
+        help="BPE vocabulary size learned on the train split; 0: no BPE (%(default)s)",
+    )
+    aug = p.add_argument_group("augmentation (extra copies of training pieces only)")
+    aug.add_argument(
+        "--transpose-semitones",
+        type=int,
+        default=d.transpose_semitones,
+        help="N: copies transposed by -N..-1 and +1..+N semitones, kept within the piano "
+        "range; 0: none (%(default)s)",
+    )
+    aug.add_argument(
+        "--tempo-jitter",
+        type=float,
+        default=d.tempo_jitter,
+        help="j: each copy's tempo scaled by a random factor in [1-j, 1+j] (%(default)s)",
+    )
+    aug.add_argument(
+        "--velocity-jitter",
+        type=int,
+        default=d.velocity_jitter,
+        help="v: each copy's velocities shifted by a random offset in [-v, v] (%(default)s)",
+    )
+    run = p.add_argument_group("split and run")
+    run.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=d.validation_fraction,
+        help="share of source recordings held out for validation, per genre (%(default)s)",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed of the split and the augmentation (%(default)s)",
+    )
+    run.add_argument(
+        "--workers", type=int, default=d.workers, help="worker processes (%(default)s)"
+    )
+    run.add_argument(
+        "--shard",
+        default=None,
+        help="K/N: only this share of the files, without the final files; run once without "
+        "--shard to finish",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 

@@ -689,86 +689,122 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-dir",
         type=Path,
         default=RUNS_DIR / "default",
-        help="output folder: best/, last/, log.csv",
+        help="output folder: best/, last/, log.csv (default %(default)s)",
     )
-    p.add_argument(
-        "--preset", default=d.preset, choices=list(PRESETS), help=f"model size (default {d.preset})"
+    model = p.add_argument_group("model")
+    model.add_argument(
+        "--preset",
+        default=d.preset,
+        choices=list(PRESETS),
+        help=f"model size: tiny (tests), small (CPU), base (GPU) (default {d.preset})",
     )
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--max-steps", type=int, default=d.max_steps, help="optimizer steps")
+    model.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="dropout; more for little data (default: the preset's, 0.1; 0 for tiny)",
+    )
+    model.add_argument(
+        "--max-seq-len",
+        type=int,
+        default=d.max_seq_len,
+        help="tokens per chunk, BOS and genre included; 0: the preset's context "
+        "(default %(default)s)",
+    )
+    run_length = p.add_argument_group("run length (--max-steps or --epochs)")
+    length = run_length.add_mutually_exclusive_group()
     length.add_argument(
-        "--epochs", type=int, default=d.epochs, help=f"passes over the data (default {d.epochs})"
+        "--max-steps",
+        type=int,
+        default=d.max_steps,
+        help="optimizer steps; 0: run --epochs passes (default %(default)s)",
     )
-    p.add_argument(
+    length.add_argument(
+        "--epochs",
+        type=int,
+        default=d.epochs,
+        help=f"passes over the training chunks, when --max-steps is 0 (default {d.epochs})",
+    )
+    optim = p.add_argument_group("optimization")
+    optim.add_argument(
         "--batch-size",
         type=int,
         default=d.batch_size,
         help=f"chunks per process per step (default {d.batch_size})",
     )
-    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr:g})")
-    p.add_argument(
+    optim.add_argument(
+        "--lr", type=float, default=d.lr, help=f"peak AdamW learning rate (default {d.lr:g})"
+    )
+    optim.add_argument(
         "--warmup-steps",
         type=int,
         default=d.warmup_steps,
-        help=f"linear warm-up steps (default {d.warmup_steps})",
+        help="linear warm-up steps, then cosine decay to 0; at most half the run "
+        f"(default {d.warmup_steps})",
     )
-    p.add_argument(
+    optim.add_argument(
         "--weight-decay",
         type=float,
         default=d.weight_decay,
-        help=f"AdamW weight decay (default {d.weight_decay:g})",
+        help="AdamW weight decay, on weight matrices only, not on biases, norms or embeddings "
+        f"(default {d.weight_decay:g})",
     )
-    p.add_argument(
+    optim.add_argument(
         "--grad-clip",
         type=float,
         default=d.grad_clip,
         help=f"max gradient norm, 0 off (default {d.grad_clip:g})",
     )
-    p.add_argument("--dropout", type=float, default=None, help="dropout (default: the preset's)")
-    p.add_argument(
+    optim.add_argument(
         "--any-prob",
         type=float,
         default=d.any_prob,
-        help=f"share of Genre_any chunks (default {d.any_prob:g})",
+        help="share of chunks whose genre token becomes Genre_any, for guidance "
+        f"(default {d.any_prob:g})",
     )
-    p.add_argument(
-        "--max-seq-len",
+    optim.add_argument(
+        "--seed",
         type=int,
-        default=d.max_seq_len,
-        help="chunk length (default: the preset's context)",
+        default=d.seed,
+        help=f"random seed: model init, data order, Genre_any choice, dropout (default {d.seed})",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
-    p.add_argument(
+    logs = p.add_argument_group("checkpoints and logging")
+    logs.add_argument(
         "--eval-every",
         type=int,
         default=d.eval_every,
-        help=f"steps between validations (default {d.eval_every})",
+        help=f"steps between validation + checkpoints, and at the end (default {d.eval_every})",
     )
-    p.add_argument(
+    logs.add_argument(
         "--log-every",
         type=int,
         default=d.log_every,
-        help=f"steps between log rows (default {d.log_every})",
+        help=f"steps between training-loss rows of log.csv (default {d.log_every})",
     )
-    p.add_argument(
-        "--device", default=d.device, choices=DEVICES, help="auto: CUDA when present (default)"
-    )
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=d.threads,
-        help="CPU threads per process (default: cores / processes)",
-    )
-    p.add_argument(
+    logs.add_argument(
         "--resume", action="store_true", help="continue run-dir/last exactly where it stopped"
     )
-    p.add_argument(
+    logs.add_argument(
         "--stop-after-steps",
         type=int,
         default=0,
-        help="stop after N steps of this call (state saved)",
+        help="stop after N steps of this call, state saved; 0: never (default %(default)s)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    logs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    hardware = p.add_argument_group("hardware")
+    hardware.add_argument(
+        "--device",
+        default=d.device,
+        choices=DEVICES,
+        help="auto: CUDA (bf16 where supported) when present, else CPU (default %(default)s)",
+    )
+    hardware.add_argument(
+        "--threads",
+        type=int,
+        default=d.threads,
+        help="CPU threads per process; 0: the cores this process may use / processes "
+        "(default %(default)s)",
+    )
     return p
 
 
