@@ -219,7 +219,7 @@ def seam_weights(starts: np.ndarray) -> np.ndarray:
 
 
 def onsets_with_inferred(
-    activations: dict[str, np.ndarray], config: TranscribeConfig
+    onsets: np.ndarray, frames: np.ndarray, config: TranscribeConfig
 ) -> np.ndarray:
     """The onset activations with onsets inferred from jumps of the note activation, as
     basic-pitch's note creation adds them, but with no tie at the strongest onset.
@@ -231,9 +231,9 @@ def onsets_with_inferred(
     scaled by 0.999, so a tie goes to the model's onset."""
     from basic_pitch.note_creation import constrain_frequency, get_infered_onsets
 
-    onsets, frames = constrain_frequency(
-        activations["onset"], activations["note"], config.max_pitch_hz, config.min_pitch_hz
-    )
+    onsets, frames = constrain_frequency(onsets, frames, config.max_pitch_hz, config.min_pitch_hz)
+    if frames.max() <= 0:  # nothing sounds in the range: no jumps to infer onsets from
+        return onsets
     combined = get_infered_onsets(onsets, frames)
     return np.where(combined > onsets, combined * 0.999, combined)
 
@@ -246,9 +246,13 @@ def activations_to_notes(
 
     frames_per_second = SAMPLE_RATE_HZ / FFT_HOP
     exact = config.window_layout == "basic-pitch"  # everything as predict does it
-    onsets = activations["onset"] if exact else onsets_with_inferred(activations, config)
+    frames, onsets = activations["note"], activations["onset"]
+    if config.min_pitch_hz or config.max_pitch_hz:  # basic-pitch zeroes the rest in place
+        frames, onsets = frames.copy(), onsets.copy()
+    if not exact:
+        onsets = onsets_with_inferred(onsets, frames, config)
     events = output_to_notes_polyphonic(
-        activations["note"],
+        frames,
         onsets,
         onset_thresh=config.onset_threshold or ONSET_THRESHOLD,  # set by __post_init__
         frame_thresh=config.frame_threshold,
@@ -258,8 +262,8 @@ def activations_to_notes(
         max_freq=config.max_pitch_hz,
         melodia_trick=config.melodia,
     )
-    n_frames = len(activations["note"])
-    if config.window_layout == "basic-pitch":
+    n_frames = len(frames)
+    if exact:
         times_s = model_frames_to_time(n_frames)  # predict's per-window time correction
     else:
         times_s = np.arange(n_frames) * FFT_HOP / SAMPLE_RATE_HZ

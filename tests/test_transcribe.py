@@ -206,6 +206,11 @@ def test_the_strongest_onset_is_not_lost_to_a_tie_with_an_inferred_one() -> None
     ((start, end, pitch, _),) = activations_to_notes(activations, TranscribeConfig())
     assert (pitch, start) == (69, pytest.approx(10 * 256 / SAMPLE_RATE_HZ))
     assert end == pytest.approx(59 * 256 / SAMPLE_RATE_HZ, abs=0.02)
+    # a pitch range below A4 drops the note, and leaves the activations as they were
+    below = TranscribeConfig(max_pitch_hz=400.0)
+    assert activations_to_notes(activations, below) == []
+    assert note[30, 48] == pytest.approx(0.8) and onset[10, 48] == pytest.approx(0.8)
+    assert len(activations_to_notes(activations, TranscribeConfig())) == 1
 
 
 def test_config_checks_ranges() -> None:
