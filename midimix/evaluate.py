@@ -387,7 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_common(p: argparse.ArgumentParser, d: EvaluateConfig) -> None:
+def add_common(
+    p: argparse.ArgumentParser,
+    d: EvaluateConfig,
+    seed_help: str = "random seed of the reference subset and the CV folds",
+) -> None:
     p.add_argument("--reference", action="append", default=[], metavar="GENRE=PATH",
                    help="reference MIDI of one genre (folder); give every genre")  # fmt: skip
     p.add_argument(
@@ -419,7 +423,7 @@ def add_common(p: argparse.ArgumentParser, d: EvaluateConfig) -> None:
         "--seed",
         type=int,
         default=d.seed,
-        help="random seed of the reference subset and the CV folds (%(default)s)",
+        help=f"{seed_help} (%(default)s)",
     )
 
 

@@ -265,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus cut (%(default)s)")
     p.add_argument("--tokens", type=Path, default=None,
                    help="token folder: model figures on its validation split")  # fmt: skip
-    add_common(p, EvaluateConfig())
+    add_common(
+        p,
+        EvaluateConfig(),
+        "random seed of the generated pieces, the reference subset and the CV folds",
+    )
     p.set_defaults(out_dir=OUT_DIR / "sweep")
     return p
 
