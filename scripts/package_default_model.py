@@ -159,7 +159,7 @@ def card_text(meta: dict[str, Any], report: dict[str, Any], extra: dict[str, Any
         "",
         "## Limits",
         "",
-        "- Trained for minutes on a 2-core CPU: phrases wander after a few bars.",
+        f"- Trained for minutes ({extra['hardware']}): phrases wander after a few bars.",
         "- The lo-fi half is rule-made, so the model's lo-fi is the rules' lo-fi.",
         "- One merged piano-roll part: no separate melody, bass or drum tracks in the MIDI.",
         "",
@@ -176,6 +176,7 @@ def main() -> int:
     p.add_argument("--bars", type=int, default=8)
     p.add_argument("--methods", default="logits,embedding")
     p.add_argument("--train-time", default=None, help="wall time of training, for the card")
+    p.add_argument("--hardware", default=None, help="what it was trained on, for the card")
     p.add_argument("--card-only", action="store_true", help="rewrite the card from the report")
     args = p.parse_args()
 
@@ -209,7 +210,7 @@ def write_card(args: argparse.Namespace) -> None:
         "classical_pieces": sum(1 for _ in (args.corpus / "classical").glob("*.mid")),
         "lofi_pieces": sum(1 for _ in (args.corpus / "lofi").glob("*.mid")),
         "model_mib": (PACKAGE_MODEL / "model.safetensors").stat().st_size / 2**20,
-        "hardware": f"{platform.machine()} CPU, 2 cores (shared)",
+        "hardware": args.hardware or f"{platform.machine()} CPU, 2 cores (shared)",
         "train_time": args.train_time or (f"{seconds / 60:.0f} min" if seconds else "see log"),
         "bars": args.bars,
     }
