@@ -38,6 +38,22 @@ def write(score: Score_, path: Path) -> Path:
     return path
 
 
+# the toy genres of the pipeline and example tests: (lowest pitch, note length in ticks),
+# lo-fi low and slow, classical high and quick
+LINE_GENRES = {"lofi": (48, TPQ), "classical": (72, TPQ // 4)}
+
+
+def scale_line(genre: str, seed: int, bars: int) -> Score_:
+    """A scale-like line: lo-fi quarter notes from C3, classical sixteenths from C5."""
+    low, step = LINE_GENRES[genre]
+    score: Score_ = Score(TPQ)
+    track: Any = Track("", 0, False)  # name, program (piano), is_drum
+    for i, tick in enumerate(range(0, bars * 4 * TPQ, step)):
+        track.notes.append(Note(tick, step, low + (i * 5 + seed) % 12, 90))
+    score.tracks.append(track)
+    return score
+
+
 def straight_piece(seed: int) -> Score_:
     """'Classical': diatonic triads in half notes under a straight eighth-note scale melody,
     no drums, 100-130 BPM, loud and even."""

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from symusic.core import NoteTick, ScoreTick, TrackTick
+from midi_fixtures import scale_line
+from symusic.core import ScoreTick
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-TPQ = 480
 
 
 def example(name: str, *args: str | Path, cwd: Path) -> str:
@@ -25,25 +25,16 @@ def example(name: str, *args: str | Path, cwd: Path) -> str:
     return done.stdout
 
 
-def piece(low: int, step: int, seed: int, bars: int = 4) -> ScoreTick:
-    score = ScoreTick(TPQ)
-    track = TrackTick("", 0, False)  # name, program (piano), is_drum
-    for i, tick in enumerate(range(0, bars * 4 * TPQ, step)):
-        track.notes.append(NoteTick(tick, step, low + (i * 5 + seed) % 12, 90))
-    score.tracks.append(track)
-    return score
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path], str]:
     """(working folder, the two input folders, the example's output): lo-fi low quarter
     notes, classical high sixteenths, 4 MIDI files each."""
     root = tmp_path_factory.mktemp("examples")
     folders = {"lofi": root / "in" / "lofi", "classical": root / "in" / "classical"}
-    for genre, (low, step) in {"lofi": (48, TPQ), "classical": (72, TPQ // 4)}.items():
-        folders[genre].mkdir(parents=True)
+    for genre, folder in folders.items():
+        folder.mkdir(parents=True)
         for i in range(4):
-            piece(low, step, i).dump_midi(folders[genre] / f"{genre}{i}.mid")
+            scale_line(genre, i, bars=4).dump_midi(folder / f"{genre}{i}.mid")
     out = example(
         "train_on_your_audio.py", folders["lofi"], folders["classical"], "--tiny", cwd=root
     )

@@ -17,16 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from symusic.core import NoteTick, ScoreTick, TrackTick
+from midi_fixtures import LINE_GENRES, scale_line
+from symusic.core import ScoreTick
 
 from midimix.manifest import sha256_file
 from midimix.pipeline import PipelineConfig, PipelineResult, main, run
 
 SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
-TPQ = 480
 CLIP_SAMPLES = 30 * 22050  # every clip: 30 s at 22,050 Hz, zero-padded
-# (genre, lowest pitch, note length in ticks): lo-fi low and slow, classical high and quick
-GENRES = {"lofi": (48, TPQ), "classical": (72, TPQ // 4)}
 # One audio file per row: sample rate, channels, format; two recordings per genre.
 AUDIO = {
     "lofi": [(44100, 2, "wav"), (16000, 1, "flac")],
@@ -49,23 +47,12 @@ def tiny_config(data_dir: Path, **changes: object) -> PipelineConfig:
     return PipelineConfig(**options)  # type: ignore[arg-type]
 
 
-def piece(genre: str, seed: int, bars: int = 3) -> ScoreTick:
-    """A scale-like line: lo-fi quarter notes from C3, classical sixteenths from C5."""
-    low, step = GENRES[genre]
-    score = ScoreTick(TPQ)
-    track = TrackTick("", 0, False)  # name, program (piano), is_drum
-    for i, tick in enumerate(range(0, bars * 4 * TPQ, step)):
-        track.notes.append(NoteTick(tick, step, low + (i * 5 + seed) % 12, 90))
-    score.tracks.append(track)
-    return score
-
-
 def write_midi_folders(root: Path, per_genre: int) -> dict[str, Path]:
-    for genre in GENRES:
+    for genre in LINE_GENRES:
         (root / genre).mkdir(parents=True)
         for i in range(per_genre):
-            piece(genre, i).dump_midi(root / genre / f"{genre}{i}.mid")
-    return {g: root / g for g in GENRES}
+            scale_line(genre, i, bars=3).dump_midi(root / genre / f"{genre}{i}.mid")
+    return {g: root / g for g in LINE_GENRES}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +69,7 @@ def audio_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (root / genre).mkdir()
         for i, (rate_hz, channels, fmt) in enumerate(rows):
             mid, wav = root / f"{genre}{i}.mid", root / f"{genre}{i}-fs.wav"
-            piece(genre, i).dump_midi(mid)
+            scale_line(genre, i, bars=3).dump_midi(mid)
             command = ["fluidsynth", "-ni", "-q", "-F", str(wav), "-r", str(rate_hz)]
             subprocess.run([*command, SOUNDFONT, str(mid)], check=True, capture_output=True)
             samples, _ = sf.read(wav)
