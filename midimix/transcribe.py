@@ -357,12 +357,16 @@ _PRELOAD = ("librosa.beat", "librosa.onset", "librosa.feature", "basic_pitch.not
 def _init_worker(threads: int) -> None:
     """A model session of this worker's own, run once so its buffers are allocated, and
     librosa warmed up on 3 s of a tone, so that the first clip costs what the others do."""
+    import multiprocessing
+
     from threadpoolctl import threadpool_limits
 
     global _SESSION
     _SESSION = None  # never a session made for other threads, in another process
-    # numpy's BLAS threads too: two workers with two each ran 10 % slower per clip
-    threadpool_limits(threads)
+    if multiprocessing.parent_process() is not None:
+        # a worker process: numpy's BLAS threads too (two workers with two each ran 10 %
+        # slower per clip); run in the caller's own process, its settings are left alone
+        threadpool_limits(threads)
     session = load_model(threads)
     session.run(list(_ONNX_OUTPUTS), {_ONNX_INPUT: np.zeros((1, WINDOW_SAMPLES, 1), np.float32)})
     tone = (0.1 * np.sin(np.arange(3 * SAMPLE_RATE_HZ) * 0.1)).astype(np.float32)
