@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +23,8 @@ MIDI_DIR = DATA_DIR / "midi"  # transcribe: midi/<genre>/<id>.mid
 TOKENS_DIR = DATA_DIR / "tokens"  # tokenize: tokenizer + sequences + splits
 RUNS_DIR = Path("runs")  # train: runs/<name>/
 OUT_DIR = Path("out")  # generate / render / evaluate
+
+MIDI_SUFFIXES = (".mid", ".midi")  # the one list; audio suffixes are the decoder's (audio.py)
 
 DEFAULT_GENRES = ("lofi", "classical")
 GENRE_ANY = "any"  # the neutral genre of classifier-free guidance
@@ -44,7 +47,14 @@ def check_genre_name(name: str) -> str:
 def check_range(
     name: str, value: float, low: float | None = None, high: float | None = None
 ) -> None:
-    """Raise `ConfigError` naming the field and its allowed range when `value` is outside it."""
+    """Raise `ConfigError` naming the field and its allowed range when `value` is outside it.
+    NaN is outside every range (every comparison with it is false, so test it first)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) and not (
+        (value == math.inf and high is None) or (value == -math.inf and low is None)
+    ):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
@@ -56,18 +66,41 @@ def check_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) ->
         raise ConfigError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
 
 
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """A dataclass config as JSON-ready values (paths become strings)."""
-    out: dict[str, Any] = {}
-    for key, value in dataclasses.asdict(config).items():
-        out[key] = str(value) if isinstance(value, Path) else value
-    return out
+    """A dataclass config as JSON-ready values (paths become strings, nested configs dicts)."""
+    return {key: _jsonable(value) for key, value in dataclasses.asdict(config).items()}
 
 
-def save_config(config: Any, path: Path) -> None:
+def config_path(folder: Path, stage: str) -> Path:
+    """The one naming rule: a stage's settings sit beside its outputs as <stage>.config.json,
+    which `--config` takes back to repeat the run."""
+    return Path(folder) / f"{stage}.config.json"
+
+
+def save_config(config: Any, folder: Path, stage: str) -> Path:
+    """Write `config` as folder/<stage>.config.json (atomically); unchanged files are left as
+    they are, so their modification time says when the settings last changed."""
     from midimix.manifest import atomic_write_text
 
-    atomic_write_text(path, json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n")
+    path = config_path(folder, stage)
+    text = json.dumps(config_to_dict(config), indent=2, sort_keys=True) + "\n"
+    try:
+        if path.read_text() == text:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
+    return path
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

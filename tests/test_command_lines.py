@@ -1,0 +1,59 @@
+"""Every stage's command line is derived from its config: every field is reachable as a flag,
+and building the parser imports none of the heavy packages, so `--help` is instant."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from midimix.options import config_fields
+
+# stage module -> {config class path: fields the command sets itself (positional inputs...)}
+STAGE_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "collect": {"midimix.collect:CollectConfig": ()},
+    "prepare": {"midimix.prepare:PrepareConfig": ()},
+    "inspect": {"midimix.inspect:InspectConfig": ()},
+    "transcribe": {"midimix.transcribe:TranscribeConfig": ()},
+    "tokenize": {"midimix.tokenize:TokenizeConfig": ()},
+    "train": {"midimix.train:TrainConfig": ()},
+    "generate": {"midimix.generate:GenerateConfig": ()},
+    "render": {"midimix.render:RenderConfig": ()},
+    "evaluate": {"midimix.evaluate:EvaluateConfig": ()},
+    "sweep": {"midimix.sweep:SweepConfig": ()},
+    "corpus": {"midimix.corpus:CorpusConfig": ()},
+    "pipeline": {"midimix.pipeline:PipelineConfig": ()},
+}
+HEAVY = ("torch", "transformers", "pedalboard", "onnxruntime", "basic_pitch", "librosa")
+
+
+def _load(ref: str) -> type:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _parser_module(stage: str) -> str:
+    return "midimix.corpus.__main__" if stage == "corpus" else f"midimix.{stage}"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_every_config_field_has_a_flag(stage: str) -> None:
+    parser = importlib.import_module(_parser_module(stage)).build_parser()
+    dests = {action.dest for action in parser._actions}
+    for ref, skipped in STAGE_CONFIGS[stage].items():
+        missing = [f for f in config_fields(_load(ref)) if f not in dests and f not in skipped]
+        assert not missing, f"{stage}: fields without a flag: {missing}"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_building_the_parser_imports_nothing_heavy(stage: str) -> None:
+    code = (
+        "import importlib, json, sys\n"
+        f"importlib.import_module({_parser_module(stage)!r}).build_parser()\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [], f"{stage}: building the parser imported {out.stdout}"
