@@ -11,19 +11,24 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midimix.errors import ItemError
+from midimix.errors import InputError, ItemError
 
 STATUS_OK = "ok"
 STATUS_EMPTY = "empty"  # processed, but nothing came out (silence, no notes): not a failure
@@ -44,17 +49,26 @@ def params_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def disk_full_error(path: Path) -> OSError:
+    return OSError(errno.ENOSPC, f"{path}: nothing was written (is the disk full?)")
+
+
 @contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; rename it over `final` only if the block succeeds.
+def atomic_path(final: Path, *, allow_empty: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it over `final` only if the block succeeds
+    and wrote something.
 
     The temporary name keeps the suffix (soundfile and friends pick the format from it) and
-    starts with '.', so a folder listing never mistakes it for a finished output."""
+    starts with '.', so a folder listing never mistakes it for a finished output. Some writers
+    (symusic's `dump_midi`) write 0 bytes on a full disk without raising: an empty result is
+    refused here, before the rename could make it look finished."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.stem}.tmp{os.getpid()}{final.suffix}")
     try:
         yield tmp
+        if not allow_empty and (not tmp.exists() or tmp.stat().st_size == 0):
+            raise disk_full_error(final)
         os.replace(tmp, final)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -62,7 +76,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with atomic_path(path, allow_empty=not data) as tmp, open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
@@ -100,12 +114,71 @@ class Manifest:
         return out
 
     def append(self, record: dict[str, Any]) -> None:
+        """Add one line. A line torn by a kill is closed first, so the new record starts on a
+        line of its own; a write that fails (a full disk) is cut back off, so it tears nothing."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, sort_keys=True, default=str)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
+        with open(self.path, "a+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size:
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    line = b"\n" + line
+            try:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError:
+                with contextlib.suppress(OSError):
+                    handle.truncate(size)
+                raise
+
+
+@contextlib.contextmanager
+def folder_lock(manifest_path: Path, stage: str) -> Iterator[None]:
+    """Hold an exclusive lock beside a manifest while a stage writes there: a second run of the
+    same stage on the same folder is refused with a clear line instead of interleaving."""
+    lock_path = Path(manifest_path).with_name(f".{Path(manifest_path).name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise InputError(
+                f"another midimix {stage} run ({holder}) is writing to {lock_path.parent}; "
+                f"wait for it to finish, or give this run another output folder"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this (worker) process when its parent dies, so that a killed run
+    leaves no workers behind still writing outputs. Elsewhere: nothing to do."""
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the request was made
+        os._exit(1)
+
+
+def _worker_start(initializer: Callable[[], None] | None) -> None:
+    die_with_parent()
+    if initializer is not None:
+        initializer()
 
 
 @dataclass
@@ -172,6 +245,17 @@ def _run_one(
     except catch as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         record = {"status": STATUS_FAILED, "reason": reason}
+    except MemoryError:
+        record = {"status": STATUS_FAILED, "reason": "ran out of memory on this input"}
+    except OSError as error:  # a full disk, a file that vanished: this item, not the run
+        record = {"status": STATUS_FAILED, "reason": f"cannot write or read: {error}"}
+    except Exception as error:  # an input no check foresaw: record it and go on with the rest
+        text = " ".join(str(error).split())[:160]
+        record = {
+            "status": STATUS_FAILED,
+            "reason": f"unexpected {type(error).__name__} on this input: {text} "
+            "(please report it with the file)",
+        }
     record["seconds"] = round(time.perf_counter() - start, 3)
     return record
 
@@ -206,6 +290,41 @@ def run_items(
     `start_method` ("spawn", "fork" or "forkserver") starts the worker processes when
     workers > 1; with "forkserver", `preload` names modules the server imports once (the first
     time it starts in this process) so that every worker forked from it has them."""
+
+    with folder_lock(manifest.path, stage):
+        return _run_items(
+            stage,
+            items,
+            fn,
+            manifest,
+            params,
+            workers=workers,
+            shard=shard,
+            known_errors=known_errors,
+            initializer=initializer,
+            preload=preload,
+            progress=progress,
+            hash_inputs=hash_inputs,
+            start_method=start_method,
+        )
+
+
+def _run_items(
+    stage: str,
+    items: Iterable[Item],
+    fn: ProcessFn,
+    manifest: Manifest,
+    params: dict[str, Any],
+    *,
+    workers: int,
+    shard: tuple[int, int],
+    known_errors: tuple[type[BaseException], ...],
+    initializer: Callable[[], None] | None,
+    preload: Iterable[str],
+    progress: bool,
+    hash_inputs: Callable[[Item], str] | None,
+    start_method: str,
+) -> StageSummary:
     from tqdm import tqdm
 
     start = time.perf_counter()
@@ -247,12 +366,21 @@ def run_items(
         context = multiprocessing.get_context(start_method)
         if start_method == "forkserver" and preload:
             context.set_forkserver_preload(list(preload))
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_worker_start, initargs=(initializer,)
+        ) as pool:
             futures = {pool.submit(_run_one, fn, item, known_errors): (item, d) for item, d in todo}
             for future in as_completed(futures):
                 item, digest = futures[future]
                 record = _base_record(item, digest, phash, params)
-                record.update(future.result())
+                try:
+                    record.update(future.result())
+                except BrokenProcessPool:  # a worker crashed (a segfault, the OOM killer)
+                    record.update(
+                        status=STATUS_FAILED,
+                        reason="a worker process died while this item was pending (a crash "
+                        "or out of memory); run again to retry it",
+                    )
                 _finish(summary, manifest, record)
                 bar.update()
     bar.close()

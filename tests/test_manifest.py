@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from midimix.errors import ItemError
+from midimix.errors import InputError, ItemError
 from midimix.manifest import (
     Item,
     Manifest,
     atomic_path,
     atomic_write_text,
+    folder_lock,
     in_shard,
     params_hash,
     run_items,
@@ -128,3 +132,87 @@ def test_forkserver_workers_with_preload_give_same_records(tmp_path: Path) -> No
     )  # fmt: skip
     assert (summary.done, summary.failed) == (4, 1)
     assert manifest.records()["i4"]["chars"] == 16
+
+
+# ------------------------------------------------------------------ faults: full disk, torn lines
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 kB tmpfs: a real full disk (ENOSPC), not an injected error. Needs root, which the
+    set-up and CI run as."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    with contextlib.suppress(OSError), open(folder / "filler", "wb") as handle:
+        while True:
+            handle.write(b"\0" * 4096)
+            handle.flush()
+
+
+def test_full_disk_leaves_no_empty_output_under_its_final_name(tiny_disk: Path) -> None:
+    _fill(tiny_disk)
+    final = tiny_disk / "piece.mid"
+    with pytest.raises(OSError), atomic_path(final) as tmp:
+        tmp.touch()  # what symusic's dump_midi leaves on a full disk: 0 bytes, no error
+    assert not final.exists()
+    assert [p.name for p in tiny_disk.iterdir()] == ["filler"]
+
+
+def test_manifest_append_on_a_full_disk_tears_no_line(tiny_disk: Path) -> None:
+    manifest = Manifest(tiny_disk / "manifest.jsonl")
+    manifest.append({"id": "a", "status": "ok"})
+    _fill(tiny_disk)
+    with pytest.raises(OSError):
+        manifest.append({"id": "b", "status": "ok", "pad": "x" * 8192})
+    (tiny_disk / "filler").unlink()
+    manifest.append({"id": "c", "status": "ok"})
+    assert sorted(manifest.records()) == ["a", "c"]
+    assert manifest.path.read_text().count("\n") == 2
+
+
+def test_append_after_a_torn_line_keeps_the_new_record(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "m.jsonl")
+    manifest.append({"id": "a", "status": "ok"})
+    with open(manifest.path, "a") as handle:
+        handle.write('{"id": "b", "sta')  # a kill mid-line
+    manifest.append({"id": "c", "status": "ok"})
+    assert sorted(manifest.records()) == ["a", "c"]
+
+
+def _explode(item: Item) -> dict[str, Any]:
+    if item.id == "b":
+        raise ZeroDivisionError("float division by zero")
+    return _double(item)
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "two-workers"])
+def test_an_unforeseen_error_fails_one_item_not_the_run(tmp_path: Path, workers: int) -> None:
+    items = _items(tmp_path, {"a": "x", "b": "y", "c": "z"})
+    summary = run_items(
+        "toy",
+        items,
+        _explode,
+        Manifest(tmp_path / "m.jsonl"),
+        {},
+        workers=workers,
+        progress=False,
+    )
+    assert (summary.done, summary.failed) == (2, 1)
+    assert summary.failures[0][0] == "b"
+    assert "ZeroDivisionError" in summary.failures[0][1]
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "m.jsonl")
+    with folder_lock(manifest.path, "toy"), pytest.raises(InputError, match="another midimix toy"):
+        run_items("toy", _items(tmp_path, {"a": "x"}), _double, manifest, {}, progress=False)
+    summary = run_items("toy", _items(tmp_path, {"a": "x"}), _double, manifest, {}, progress=False)
+    assert summary.done == 1
