@@ -1,0 +1,185 @@
+"""What each genre's training data holds, read from its token sequences: tempo, time
+signatures, notes per onset, duplicate notes.
+
+Generation keeps its pieces inside these figures (no more notes on one onset than the genres'
+99th percentile, tempos inside their 5th-95th percentile range, time signatures the genres
+use), and the evaluation compares generated pieces with them. They are computed from the
+token sequences, the music exactly as the model saw it (tracks merged, tempos on the
+tokenizer's grid), once at training time, and stored in the model folder as
+`genre_stats.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from midimix.errors import InputError
+
+STATS_FILE = "genre_stats.json"
+NOTE_PREFIX = "Pitch"  # Pitch_60; PitchDrum too (drums are dropped by the default tokenizer)
+TEMPO_PERCENTILES = (5.0, 95.0)  # the range a genre's pieces are kept in
+MIN_TIME_SIG_SHARE = 0.02  # rarer time signatures count as noise of the source files
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (numpy's default) without importing numpy."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass
+class PieceFacts:
+    """One piece, read from its base tokens."""
+
+    tempos_bpm: list[float] = field(default_factory=list)
+    time_signatures: list[str] = field(default_factory=list)
+    notes_per_onset: list[int] = field(default_factory=list)
+    notes: int = 0
+    duplicates: int = 0  # notes whose pitch already started at the same onset
+
+
+def piece_facts(tokens: Iterable[str]) -> PieceFacts:
+    """Walk REMI-style base tokens: Bar and Position move the onset; Pitch starts a note."""
+    facts = PieceFacts()
+    onset: list[int] = []
+
+    def close() -> None:
+        if onset:
+            facts.notes_per_onset.append(len(onset))
+            facts.duplicates += len(onset) - len(set(onset))
+            onset.clear()
+
+    for token in tokens:
+        kind, _, value = token.partition("_")
+        if kind in ("Bar", "Position", "TimeShift"):
+            close()
+        elif kind.startswith(NOTE_PREFIX) and value.lstrip("-").isdigit():
+            onset.append(int(value))
+            facts.notes += 1
+        elif kind == "Tempo":
+            facts.tempos_bpm.append(float(value))
+        elif kind == "TimeSig":
+            facts.time_signatures.append(value)
+    close()
+    return facts
+
+
+@dataclass
+class GenreStats:
+    pieces: int
+    notes: int
+    duplicate_share: float  # duplicates / notes
+    notes_per_onset_p99: float
+    notes_per_onset_max: int
+    tempo_bpm_p5: float | None  # of each piece's first tempo; None: no tempo tokens
+    tempo_bpm_p50: float | None
+    tempo_bpm_p95: float | None
+    time_signatures: dict[str, float]  # share of pieces whose first signature it is
+
+    @property
+    def onset_cap(self) -> int:
+        """Most notes generation may start on one onset: the 99th percentile, at least 1."""
+        return max(1, math.ceil(self.notes_per_onset_p99))
+
+
+def genre_stats(pieces: Iterable[PieceFacts]) -> GenreStats:
+    pieces = list(pieces)
+    firsts = [p.tempos_bpm[0] for p in pieces if p.tempos_bpm]
+    onsets = [n for p in pieces for n in p.notes_per_onset]
+    notes = sum(p.notes for p in pieces)
+    sigs = Counter(p.time_signatures[0] for p in pieces if p.time_signatures)
+    total = sum(sigs.values())
+    return GenreStats(
+        pieces=len(pieces),
+        notes=notes,
+        duplicate_share=sum(p.duplicates for p in pieces) / notes if notes else 0.0,
+        notes_per_onset_p99=percentile(onsets, 99.0) if onsets else 1.0,
+        notes_per_onset_max=max(onsets, default=0),
+        tempo_bpm_p5=percentile(firsts, TEMPO_PERCENTILES[0]) if firsts else None,
+        tempo_bpm_p50=percentile(firsts, 50.0) if firsts else None,
+        tempo_bpm_p95=percentile(firsts, TEMPO_PERCENTILES[1]) if firsts else None,
+        time_signatures={
+            sig: round(n / total, 4) for sig, n in sigs.most_common() if n / total >= 0.001
+        },
+    )
+
+
+def compute_stats(
+    sequences: Iterable[tuple[str, Sequence[int]]], base_tokens: Sequence[Sequence[str]]
+) -> dict[str, GenreStats]:
+    """{genre: stats} from (genre, ids) sequences; `base_tokens[id]` lists the base tokens
+    behind an id (one without BPE, several with it)."""
+    by_genre: dict[str, list[PieceFacts]] = {}
+    for genre, ids in sequences:
+        tokens = (tok for i in ids if 0 <= i < len(base_tokens) for tok in base_tokens[i])
+        by_genre.setdefault(genre, []).append(piece_facts(tokens))
+    return {genre: genre_stats(pieces) for genre, pieces in sorted(by_genre.items())}
+
+
+def save_stats(stats: Mapping[str, GenreStats], folder: Path) -> Path:
+    from midimix.manifest import atomic_write_json
+
+    path = Path(folder) / STATS_FILE
+    atomic_write_json(path, {genre: asdict(s) for genre, s in stats.items()})
+    return path
+
+
+def load_stats(folder: Path) -> dict[str, GenreStats] | None:
+    """The stats stored in a model folder; None for a folder trained before they existed."""
+    path = Path(folder) / STATS_FILE
+    if not path.is_file():
+        return None
+    try:
+        data: Any = json.loads(path.read_text())
+        return {genre: GenreStats(**values) for genre, values in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        raise InputError(f"{path} is not a readable genre statistics file: {error}") from None
+
+
+# ------------------------------------------------------------------------- limits of a mix
+
+
+def mix_onset_cap(stats: Mapping[str, GenreStats], weights: Mapping[str, float]) -> int:
+    """The largest 99th percentile among the genres present in the mix."""
+    present = [stats[g].onset_cap for g, w in weights.items() if w > 0 and g in stats]
+    return max(present, default=max((s.onset_cap for s in stats.values()), default=1))
+
+
+def mix_tempo_range(
+    stats: Mapping[str, GenreStats], weights: Mapping[str, float]
+) -> tuple[float, float]:
+    """Tempo range of a mix: each bound the weighted mean of the genres' bounds, so a single
+    genre keeps its own 5th-95th percentile range and a mix lies between the genres."""
+    known = {
+        g: w
+        for g, w in weights.items()
+        if w > 0 and g in stats and stats[g].tempo_bpm_p5 is not None
+    }
+    total = sum(known.values())
+    if not total:
+        return (0.0, math.inf)
+    low = sum(w * (stats[g].tempo_bpm_p5 or 0.0) for g, w in known.items()) / total
+    high = sum(w * (stats[g].tempo_bpm_p95 or 0.0) for g, w in known.items()) / total
+    return (low, high)
+
+
+def mix_time_signatures(stats: Mapping[str, GenreStats], weights: Mapping[str, float]) -> set[str]:
+    """Time signatures whose weighted share in the mix reaches MIN_TIME_SIG_SHARE."""
+    known = {g: w for g, w in weights.items() if g in stats and w > 0}
+    total = sum(known.values()) or 1.0
+    shares: Counter[str] = Counter()
+    for genre, weight in known.items():
+        for sig, share in stats[genre].time_signatures.items():
+            shares[sig] += weight / total * share
+    return {sig for sig, share in shares.items() if share >= MIN_TIME_SIG_SHARE}

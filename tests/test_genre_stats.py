@@ -1,0 +1,71 @@
+"""Genre statistics read from token sequences, and the limits a mix takes from them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from midimix.genre_stats import (
+    GenreStats,
+    compute_stats,
+    load_stats,
+    mix_onset_cap,
+    mix_tempo_range,
+    mix_time_signatures,
+    percentile,
+    piece_facts,
+    save_stats,
+)
+
+
+def test_piece_facts_counts_onsets_and_duplicates() -> None:
+    tokens = [
+        "Bar_None", "TimeSig_4/4", "Position_0", "Tempo_76.15",
+        "Pitch_60", "Velocity_63", "Duration_1.0.4",
+        "Pitch_64", "Velocity_63", "Duration_1.0.4",
+        "Pitch_60", "Velocity_63", "Duration_1.0.4",  # a duplicate at the same onset
+        "Position_4", "Pitch_67", "Velocity_63", "Duration_1.0.4",
+        "Bar_None", "Position_0", "Pitch_67", "Velocity_63", "Duration_1.0.4",
+    ]  # fmt: skip
+    facts = piece_facts(tokens)
+    assert facts.notes_per_onset == [3, 1, 1]
+    assert (facts.notes, facts.duplicates) == (5, 1)
+    assert facts.tempos_bpm == [76.15]
+    assert facts.time_signatures == ["4/4"]
+
+
+def test_percentile_matches_linear_interpolation() -> None:
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([5.0], 99) == 5.0
+    assert math.isnan(percentile([], 50))
+
+
+def _stats(p5: float, p95: float, cap_p99: float, sigs: dict[str, float]) -> GenreStats:
+    return GenreStats(10, 100, 0.0, cap_p99, int(cap_p99), p5, (p5 + p95) / 2, p95, sigs)
+
+
+def test_mix_limits_follow_the_weights() -> None:
+    stats = {
+        "lofi": _stats(61.4, 84.8, 4.0, {"4/4": 1.0}),
+        "classical": _stats(68.4, 144.9, 6.2, {"4/4": 0.6, "3/4": 0.39, "5/4": 0.01}),
+    }
+    assert mix_tempo_range(stats, {"lofi": 1.0, "classical": 0.0}) == (61.4, 84.8)
+    low, high = mix_tempo_range(stats, {"lofi": 0.5, "classical": 0.5})
+    assert (low, high) == pytest.approx((64.9, 114.85))
+    assert mix_onset_cap(stats, {"lofi": 1.0, "classical": 0.0}) == 4
+    assert mix_onset_cap(stats, {"lofi": 0.5, "classical": 0.5}) == 7
+    assert mix_time_signatures(stats, {"lofi": 1.0}) == {"4/4"}
+    assert mix_time_signatures(stats, {"classical": 1.0}) == {"4/4", "3/4"}
+
+
+def test_stats_round_trip_through_the_model_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = [[], ["Bar_None"], ["Position_0"], ["Pitch_60"], ["Pitch_64"], ["Tempo_68.4"]]
+    sequences = [("lofi", [1, 2, 5, 3, 4]), ("lofi", [1, 2, 5, 3, 3]), ("classical", [1, 2, 3])]
+    stats = compute_stats(sequences, base)
+    assert sorted(stats) == ["classical", "lofi"]
+    assert stats["lofi"].pieces == 2 and stats["lofi"].duplicate_share == 0.25
+    assert stats["lofi"].tempo_bpm_p50 == 68.4
+    save_stats(stats, tmp_path)
+    assert load_stats(tmp_path) == stats
+    assert load_stats(tmp_path / "missing") is None
