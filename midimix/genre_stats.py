@@ -178,8 +178,8 @@ def mix_time_signatures(stats: Mapping[str, GenreStats], weights: Mapping[str, f
     """Time signatures whose weighted share in the mix reaches MIN_TIME_SIG_SHARE."""
     known = {g: w for g, w in weights.items() if g in stats and w > 0}
     total = sum(known.values()) or 1.0
-    shares: Counter[str] = Counter()
+    shares: dict[str, float] = {}
     for genre, weight in known.items():
         for sig, share in stats[genre].time_signatures.items():
-            shares[sig] += weight / total * share
+            shares[sig] = shares.get(sig, 0.0) + weight / total * share
     return {sig for sig, share in shares.items() if share >= MIN_TIME_SIG_SHARE}
