@@ -183,3 +183,30 @@ def mix_time_signatures(stats: Mapping[str, GenreStats], weights: Mapping[str, f
         for sig, share in stats[genre].time_signatures.items():
             shares[sig] = shares.get(sig, 0.0) + weight / total * share
     return {sig for sig, share in shares.items() if share >= MIN_TIME_SIG_SHARE}
+
+
+# ------------------------------------------------------------------------- a generated piece
+
+
+def midi_facts(path: Path) -> PieceFacts:
+    """The same facts read from a MIDI file (all tracks merged, as the tokenizer merges them):
+    the check that generated pieces hold what the genres hold."""
+    from midimix.midifile import load_score
+
+    score = load_score(path)
+    facts = PieceFacts(
+        tempos_bpm=[float(t.qpm) for t in score.tempos],
+        time_signatures=[f"{s.numerator}/{s.denominator}" for s in score.time_signatures],
+    )
+    onsets: dict[int, list[int]] = {}
+    for track in score.tracks:
+        if track.is_drum:
+            continue
+        for note in track.notes:
+            onsets.setdefault(int(note.time), []).append(int(note.pitch))
+    for time in sorted(onsets):
+        pitches = onsets[time]
+        facts.notes_per_onset.append(len(pitches))
+        facts.notes += len(pitches)
+        facts.duplicates += len(pitches) - len(set(pitches))
+    return facts

@@ -39,7 +39,7 @@ def load_score(path: Path, *, require_notes: bool = False) -> Score:
     if head != b"MThd":
         raise ItemError(f"{path} is not a MIDI file: it starts with {head!r}, not b'MThd'")
     try:
-        score = ScoreTick(str(path))
+        score = ScoreTick(path)
     except (RuntimeError, ValueError, OSError) as error:  # symusic reports malformed files so
         reason = " ".join(str(error).split())[:120]
         raise ItemError(f"{path} is a corrupt MIDI file ({reason}); re-export it") from None
