@@ -19,7 +19,7 @@ from midimix.config import check_range
 from midimix.errors import ConfigError
 
 if TYPE_CHECKING:
-    from midimix.tokenize import GenreTokenizer
+    from midimix.tokenizer import GenreTokenizer
 
 IGNORE_INDEX = -100  # what transformers' loss skips
 PREFIX_LEN = 2  # BOS, Genre_<g>

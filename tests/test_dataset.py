@@ -11,7 +11,7 @@ from symusic.core import TrackTick as Track
 
 from midimix.dataset import IGNORE_INDEX, TokenDataset, chunk_bounds, collate
 from midimix.errors import ConfigError
-from midimix.tokenize import GenreTokenizer, TokenizeConfig
+from midimix.tokenizer import GenreTokenizer, TokenizeConfig
 
 
 def scale_piece(bars: int, pitch0: int) -> Score:

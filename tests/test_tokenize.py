@@ -5,6 +5,7 @@ grid, a Bach chorale exported from music21's corpus, and real broken MIDI files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -16,21 +17,20 @@ from symusic.core import TempoTick as Tempo
 from symusic.core import TimeSignatureTick as TimeSignature
 from symusic.core import TrackTick as Track
 
+from midimix.config import config_to_dict
 from midimix.errors import ConfigError, InputError, ItemError
+from midimix.midifile import load_score
+from midimix.options import config_from_args
+from midimix.scores import augment, prepare_score, transpositions
 from midimix.tokenize import (
-    GenreTokenizer,
-    TokenizeConfig,
-    augment,
-    genre_token,
-    load_score,
+    build_parser,
     load_sequences,
     main,
-    prepare_score,
     source_of,
     split_sources,
     tokenize,
-    transpositions,
 )
+from midimix.tokenizer import GenreTokenizer, TokenizeConfig, genre_token, train_bpe
 
 TPQ = 480
 SIXTEENTH = TPQ // 4
@@ -92,8 +92,6 @@ def remi() -> GenreTokenizer:
 
 @pytest.fixture(scope="module")
 def remi_bpe(bach_path: Path) -> GenreTokenizer:
-    from midimix.tokenize import train_bpe
-
     tokenizer = GenreTokenizer.build(["classical", "lofi"], TokenizeConfig())
     pieces = [lofi_piece(s) for s in range(4)] + [load_score(bach_path)]
     train_bpe(tokenizer, [tokenizer.encode(p) for p in pieces], vocab_size=400)
@@ -281,7 +279,7 @@ def broken_files(folder: Path) -> dict[str, str]:
     fast = lofi_piece(0)
     fast.tempos[0] = Tempo(0, 4000.0)
     fast.dump_midi(str(folder / "fast.mid"))
-    return {"corrupt": "corrupt MIDI", "zero": "zero-length", "fast": "absurd tempo"}
+    return {"corrupt": "corrupt MIDI", "zero": "empty (0 bytes)", "fast": "absurd tempo"}
 
 
 @pytest.fixture(scope="module")
@@ -358,7 +356,7 @@ def test_config_checks_name_field_and_range() -> None:
 
 def test_load_score_reasons(tmp_path: Path) -> None:
     broken_files(tmp_path)
-    for name, reason in {"corrupt": "corrupt MIDI", "zero": "zero-length"}.items():
+    for name, reason in {"corrupt": "corrupt MIDI", "zero": r"empty \(0 bytes\)"}.items():
         with pytest.raises(ItemError, match=reason):
             load_score(tmp_path / f"{name}.mid")
 
@@ -373,3 +371,42 @@ def test_cli_prints_summary_and_fails_clearly(
     assert main(["--positions-per-beat", "0", str(stage["root"])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: positions_per_beat must be in [1, 32], got 0"]
+
+
+def test_cli_flags_used_in_the_docs_reach_the_config() -> None:
+    argv = ["lofi=a", "classical=b", "--out", "x", "--workers", "2", "--no-progress"]
+    argv += ["--bpe-vocab-size", "1000", "--shard", "1/2", "--drums", "keep"]
+    argv += ["--tempo-jitter", "0.1", "--extra", '{"note": "run 1"}']
+    args = build_parser().parse_args(argv)
+    config = config_from_args(TokenizeConfig, args)
+    assert (args.inputs, args.out) == (["lofi=a", "classical=b"], Path("x"))
+    assert config == TokenizeConfig(
+        workers=2,
+        progress=False,
+        bpe_vocab_size=1000,
+        shard="1/2",
+        drums="keep",
+        tempo_jitter=0.1,
+        extra={"note": "run 1"},
+    )
+
+
+def test_saved_config_is_given_back_with_config_flag(stage: dict) -> None:
+    path = stage["out"] / "tokenize.config.json"
+    saved = TokenizeConfig(validation_fraction=0.34, transpose_semitones=1, progress=False)
+    assert json.loads(path.read_text()) == config_to_dict(saved)
+    args = build_parser().parse_args(["--config", str(path), "--seed", "5"])
+    assert config_from_args(TokenizeConfig, args) == dataclasses.replace(saved, seed=5)
+
+
+def test_names_other_modules_import_from_the_stage_module() -> None:
+    import midimix.midifile
+    import midimix.scores
+    import midimix.tokenize
+    import midimix.tokenizer
+
+    for module in (midimix.tokenizer, midimix.scores, midimix.midifile):
+        for name in midimix.tokenize.__all__:
+            if hasattr(module, name):
+                assert getattr(midimix.tokenize, name) is getattr(module, name), name
+    assert midimix.tokenize.TokenizeConfig is TokenizeConfig
