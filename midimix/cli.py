@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
+from pathlib import Path
 
 # Stage name -> one-line description, in pipeline order.
 STAGES: dict[str, str] = {
@@ -19,6 +21,17 @@ STAGES: dict[str, str] = {
     "corpus": "assemble the offline two-genre MIDI corpus of the default model",
     "pipeline": "run every stage, from two folders of audio to a mixed piece",
 }
+
+
+def main_module(stage: str) -> str:
+    """The module that holds a stage's `main`: `midimix.<stage>.__main__` when the stage is a
+    package with one (`midimix.corpus`), else `midimix.<stage>` itself."""
+    name = f"midimix.{stage}"
+    spec = importlib.util.find_spec(name)  # finds the file, imports nothing of the stage
+    for folder in (spec and spec.submodule_search_locations) or ():
+        if (Path(folder) / "__main__.py").is_file():
+            return f"{name}.__main__"
+    return name
 
 
 def usage() -> str:
@@ -37,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if stage not in STAGES:
         print(f"error: unknown stage {stage!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"midimix.{stage}")
+    module = importlib.import_module(main_module(stage))
     return int(module.main(rest) or 0)
 
 

@@ -15,7 +15,7 @@ import hashlib
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from midimix.audio import SUFFIX_BY_FORMAT, AudioError, is_audio_name, probe
 from midimix.config import RAW_DIR, as_mapping, check_genre_name, check_range, parse_shard
 from midimix.errors import ConfigError, DependencyError, InputError, cli_errors
 from midimix.manifest import Item, Manifest, StageSummary, atomic_path, run_items, sha256_file
+from midimix.options import add_config_arguments, config_from_args, option, stage_parser
 
 ID_HEX_DIGITS = 16  # 64 bits of sha256: collisions are out of reach for any music collection
 
@@ -31,10 +32,10 @@ Source = Path | str  # a path, or an http(s) URL as a string
 
 @dataclass
 class CollectConfig:
-    workers: int = 1  # copying is disk-bound: more workers rarely help
-    shard: str | None = None  # "K/N": process only the K-th of N shards
+    workers: int = 1  # worker processes; copying is disk-bound, so more rarely help
+    shard: str | None = field(default=None, metadata=option(metavar="K/N"))  # run only shard K of N
     progress: bool = True  # progress bar on stderr
-    download_dir: Path | None = None  # where URLs are downloaded; default raw_dir/.downloads
+    download_dir: Path | None = None  # where URLs are downloaded; none: RAW_DIR/.downloads
 
     def __post_init__(self) -> None:
         check_range("workers", self.workers, 1, 256)
@@ -204,11 +205,7 @@ def parse_genre_sources(pairs: list[str]) -> dict[str, list[Source]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="midimix collect",
-        description="Copy audio files (folders, single files or URLs) into RAW_DIR/<genre>/, "
-        "one copy per distinct content, with a manifest.",
-    )
+    parser = stage_parser("collect", __doc__)
     parser.add_argument(
         "--genre",
         action="append",
@@ -220,23 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw-dir",
         type=Path,
         default=RAW_DIR,
-        help="output: one sub-folder per genre (%(default)s)",
+        metavar="PATH",
+        help="output: one sub-folder per genre (default: %(default)s)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="worker processes; copying is disk-bound, so more rarely help (%(default)s)",
-    )
-    parser.add_argument("--shard", default=None, help="K/N: run only the K-th of N shards")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(parser, CollectConfig)
     return parser
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = CollectConfig(workers=args.workers, shard=args.shard, progress=not args.no_progress)
+    config = config_from_args(CollectConfig, args)
     summary = collect(parse_genre_sources(args.genre), args.raw_dir, config)
     print(summary.text())
     return summary.exit_code

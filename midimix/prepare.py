@@ -20,40 +20,38 @@ import sys
 import unicodedata
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from midimix.audio import AudioError, iter_mono, probe
-from midimix.config import CLIPS_DIR, RAW_DIR, as_mapping, check_range, parse_shard
+from midimix.config import CLIPS_DIR, RAW_DIR, as_mapping, check_range, parse_shard, save_config
 from midimix.errors import ConfigError, cli_errors
-from midimix.manifest import (
-    STATUS_EMPTY,
-    Item,
-    Manifest,
-    StageSummary,
-    atomic_path,
-    atomic_write_text,
-    run_items,
-)
+from midimix.manifest import STATUS_EMPTY, Item, Manifest, StageSummary, atomic_path, run_items
+from midimix.options import add_config_arguments, config_from_args, option, stage_parser
 
+_RUN = option(group="run")  # settings of how the stage runs, not of the clips it writes
+_SHARD = option(group="run", metavar="K/N")
 CLIP_SUBTYPE = "PCM_16"  # 16-bit wav: what basic-pitch reads; silence stays exact zeros
 _SAFE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 @dataclass
 class PrepareConfig:
-    clip_seconds: float = 30.0  # the clip length of the project's notes
-    sample_rate_hz: int = 22050  # basic-pitch's own rate: transcribe resamples nothing
-    # A last piece shorter than this is dropped: under 5 s is less than two bars at 100 BPM.
-    min_remainder_seconds: float = 5.0
-    silence_dbfs: float = -60.0  # a clip whose peak is below this holds nothing to transcribe
-    block_seconds: float = 20.0  # decode this much at a time: 7 MB of 44.1 kHz stereo
-    workers: int = 1  # worker processes (one source file each)
-    shard: str | None = None  # "K/N": process only the K-th of N shards
-    progress: bool = True  # progress bar on stderr
+    clip_seconds: float = 30.0  # length of each clip in seconds
+    sample_rate_hz: int = 22050  # sample rate of the clips: basic-pitch's own, so transcribe
+    # resamples nothing
+    min_remainder_seconds: float = 5.0  # a last piece shorter than this is dropped (under 5 s
+    # is less than two bars at 100 BPM); the one kept is zero-padded to a whole clip
+    silence_dbfs: float = -60.0  # a clip whose peak is below this is not written: nothing to
+    # transcribe
+    block_seconds: float = field(default=20.0, metadata=_RUN)  # seconds of audio decoded at a
+    # time: 7 MB of 44.1 kHz stereo
+    workers: int = field(default=1, metadata=_RUN)  # worker processes, one source file each
+    shard: str | None = field(default=None, metadata=_SHARD)  # run only shard K of N
+    progress: bool = field(default=True, metadata=_RUN)  # progress bar on stderr
 
     def __post_init__(self) -> None:
         check_range("clip_seconds", self.clip_seconds, 0.1, 3600)
@@ -283,7 +281,7 @@ def prepare(
         Item(sid, genre, path, clips_dir / genre / f"{clip_id(sid, 0)}.wav")
         for genre, sid, path in sources
     ]
-    _save_config_if_changed(config, clips_dir / "prepare.json")
+    save_config(config, clips_dir, "prepare")
     return run_items(
         "prepare",
         items,
@@ -300,89 +298,30 @@ def prepare(
     )
 
 
-def _save_config_if_changed(config: PrepareConfig, path: Path) -> None:
-    import json
-
-    text = json.dumps(config.params(), indent=2, sort_keys=True) + "\n"
-    if not path.exists() or path.read_text(encoding="utf-8") != text:
-        atomic_write_text(path, text)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    defaults = PrepareConfig()
-    parser = argparse.ArgumentParser(
-        prog="midimix prepare",
-        description="Cut raw audio (one sub-folder per genre) into mono clips of fixed length, "
-        "resampled for transcription; the last clip is zero-padded.",
-    )
+    parser = stage_parser("prepare", __doc__)
     parser.add_argument(
         "--raw-dir",
         type=Path,
         default=RAW_DIR,
-        help="input: raw audio, one sub-folder per genre (%(default)s)",
+        metavar="PATH",
+        help="input: raw audio, one sub-folder per genre (default: %(default)s)",
     )
     parser.add_argument(
         "--clips-dir",
         type=Path,
         default=CLIPS_DIR,
-        help="output: <genre>/ folders of clips (%(default)s)",
+        metavar="PATH",
+        help="output: <genre>/ folders of clips (default: %(default)s)",
     )
-    clips = parser.add_argument_group("clips")
-    clips.add_argument(
-        "--clip-seconds",
-        type=float,
-        default=defaults.clip_seconds,
-        help="length of each clip in seconds (%(default)s)",
-    )
-    clips.add_argument(
-        "--sample-rate-hz",
-        type=int,
-        default=defaults.sample_rate_hz,
-        help="sample rate of the clips (%(default)s: basic-pitch's own rate)",
-    )
-    clips.add_argument(
-        "--min-remainder-seconds",
-        type=float,
-        default=defaults.min_remainder_seconds,
-        help="drop a last piece shorter than this, in seconds (%(default)s)",
-    )
-    clips.add_argument(
-        "--silence-dbfs",
-        type=float,
-        default=defaults.silence_dbfs,
-        help="a clip whose peak is below this, in dBFS, is not written (%(default)s)",
-    )
-    run = parser.add_argument_group("run")
-    run.add_argument(
-        "--block-seconds",
-        type=float,
-        default=defaults.block_seconds,
-        help="seconds of audio decoded at a time (%(default)s)",
-    )
-    run.add_argument(
-        "--workers",
-        type=int,
-        default=defaults.workers,
-        help="worker processes, one source file each (%(default)s)",
-    )
-    run.add_argument("--shard", default=None, help="K/N: run only the K-th of N shards")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(parser, PrepareConfig, default_group="clips")
     return parser
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = PrepareConfig(
-        clip_seconds=args.clip_seconds,
-        sample_rate_hz=args.sample_rate_hz,
-        min_remainder_seconds=args.min_remainder_seconds,
-        silence_dbfs=args.silence_dbfs,
-        block_seconds=args.block_seconds,
-        workers=args.workers,
-        shard=args.shard,
-        progress=not args.no_progress,
-    )
+    config = config_from_args(PrepareConfig, args)
     summary = prepare(args.raw_dir, args.clips_dir, config)
     print(summary_text(summary))
     return summary.exit_code

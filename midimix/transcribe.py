@@ -13,15 +13,24 @@ import functools
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from midimix.config import CLIPS_DIR, MIDI_DIR, as_mapping, check_choice, check_range, parse_shard
+from midimix.config import (
+    CLIPS_DIR,
+    MIDI_DIR,
+    as_mapping,
+    check_choice,
+    check_range,
+    parse_shard,
+    save_config,
+)
 from midimix.errors import ConfigError, InputError, cli_errors
 from midimix.manifest import STATUS_EMPTY, Item, Manifest, StageSummary, run_items
+from midimix.options import add_config_arguments, config_from_args, option, stage_parser
 from midimix.transcribe_beats import drum_hits, spectral_flatness, track_beats, write_midi
 
 SAMPLE_RATE_HZ = 22050  # basic-pitch's rate
@@ -48,31 +57,47 @@ _ONNX_OUTPUTS = (
 _ONNX_INPUT = "serving_default_input_2:0"
 
 
+# how the fields are offered as flags: --help sections (the notes' is the default) and choices
+_EMPTY = option(group="inputs that give no MIDI (recorded as empty)")
+_RUN = option(group="how it runs")
+_SHARD = option(group="how it runs", metavar="K/N")
+_TEMPO_MAP = option(choices=TEMPO_MAPS, metavar="{" + ",".join(TEMPO_MAPS) + "}")
+_LAYOUT = option(
+    choices=WINDOW_LAYOUTS, group="how it runs", metavar="{" + ",".join(WINDOW_LAYOUTS) + "}"
+)
+
+
 @dataclass
 class TranscribeConfig:
-    # Note thresholds, chosen by a sweep on the round-trip set (docs/transcribe.md): onset F1
-    # 0.88 against 0.66 for basic-pitch's own defaults (onset 0.5, frame 0.3, 127.7 ms, melodia).
-    # onset activation that starts a note; None: 0.7 (F1 peaks there), or 0.5 with --hpss, whose
-    # harmonic part has softer attacks (0.5 keeps recall within 0.01 of no separation)
-    onset_threshold: float | None = None
-    frame_threshold: float = 0.3  # frame activation that keeps a note sounding
+    """Note thresholds chosen by a sweep on the round-trip set (docs/transcribe.md): onset F1
+    0.88 against 0.66 for basic-pitch's own defaults (onset 0.5, frame 0.3, 127.7 ms, melodia)."""
+
+    onset_threshold: float | None = None  # onset activation that starts a note; none: 0.7
+    # (F1 peaks there), or 0.5 with --hpss, whose harmonic part has softer attacks (0.5 keeps
+    # recall within 0.01 of no separation)
+    frame_threshold: float = 0.3  # activation that keeps a note sounding
     min_note_ms: float = 127.7  # shorter notes are dropped (92.9 ms scored the same)
-    min_pitch_hz: float | None = None  # ignore notes below (None: the model's range, from A0)
-    max_pitch_hz: float | None = None  # ignore notes above (None: up to C8)
-    melodia: bool = False  # basic-pitch's "melodia trick" (notes without an onset): -0.2 F1
-    tempo_map: str = "beats"  # beats: tempo follows tracked beats; constant: one tempo; off: 120
+    min_pitch_hz: float | None = None  # drop notes below (none: the model's range, from A0)
+    max_pitch_hz: float | None = None  # drop notes above (none: up to C8)
+    melodia: bool = False  # basic-pitch's "melodia trick", notes without an onset (-0.2 F1)
+    tempo_map: str = field(default="beats", metadata=_TEMPO_MAP)  # beats: the tempo follows
+    # the tracked beats; constant: one tracked tempo; off: 120 BPM as basic-pitch writes
     hpss: bool = False  # transcribe the harmonic part only, so drums do not become notes
     drums: bool = False  # add the percussive onsets as a General MIDI drum track
-    max_flatness: float = 0.3  # mean spectral flatness above this: noise, no notes written
-    min_audio_seconds: float = 2.0  # audio shorter than one model window: nothing written
-    # aligned: windows start on whole model frames, overlap by 8+ frames and are crossfaded
-    # (16 windows for 30 s), note times exact; basic-pitch: predict's windows, times and notes
-    window_layout: str = "aligned"
-    batch_windows: int = 1  # model windows per inference call (1 measured fastest on CPU)
-    threads: int = 0  # onnxruntime threads per worker (0: cores / workers)
-    workers: int = 1  # worker processes (one clip each)
-    shard: str | None = None  # "K/N": process only the K-th of N shards
-    progress: bool = True  # progress bar on stderr
+    max_flatness: float = field(default=0.3, metadata=_EMPTY)  # a clip with a higher mean
+    # spectral flatness is noise: no notes written
+    min_audio_seconds: float = field(default=2.0, metadata=_EMPTY)  # less audio than this
+    # before the zero padding (one model window): nothing written
+    window_layout: str = field(default="aligned", metadata=_LAYOUT)  # aligned: windows start
+    # on whole model frames, overlap by 8+ frames and are crossfaded (16 windows for 30 s),
+    # note times exact; basic-pitch: predict's windows, times and notes (19 for 30 s)
+    batch_windows: int = field(default=1, metadata=_RUN)  # model windows per inference call
+    # (1 measured fastest on CPU)
+    threads: int = field(default=0, metadata=_RUN)  # onnxruntime threads per worker (0: cores
+    # / workers)
+    workers: int = field(default=1, metadata=_RUN)  # worker processes (one clip each)
+    shard: str | None = field(default=None, metadata=_SHARD)  # run only shard K of N
+    progress: bool = field(default=True, metadata=_RUN)  # progress bar on stderr
 
     def __post_init__(self) -> None:
         if self.onset_threshold is None:
@@ -401,9 +426,7 @@ def transcribe(
 
     midi_dir = Path(midi_dir)
     items = find_clips(clips_dir if isinstance(clips_dir, dict) else Path(clips_dir), midi_dir)
-    from midimix.config import save_config
-
-    save_config(config, midi_dir / "transcribe.json")
+    save_config(config, midi_dir, "transcribe")
     threads = worker_threads(config)
     return run_items(
         "transcribe",
@@ -428,99 +451,31 @@ def transcribe(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = TranscribeConfig()
-    p = argparse.ArgumentParser(
-        prog="python -m midimix.transcribe",
-        description="Transcribe clips/<genre>/*.wav to beat-aligned MIDI with basic-pitch.",
+    parser = stage_parser("transcribe", __doc__)
+    parser.add_argument(
+        "--clips-dir",
+        type=Path,
+        default=CLIPS_DIR,
+        metavar="PATH",
+        help="input: <genre>/*.wav clips (default: %(default)s)",
     )
-    p.add_argument(
-        "--clips-dir", type=Path, default=CLIPS_DIR, help="<genre>/*.wav clips (%(default)s)"
+    parser.add_argument(
+        "--midi-dir",
+        type=Path,
+        default=MIDI_DIR,
+        metavar="PATH",
+        help="output: <genre>/*.mid (default: %(default)s)",
     )
-    p.add_argument("--midi-dir", type=Path, default=MIDI_DIR, help="output (%(default)s)")
-    notes = p.add_argument_group("notes (defaults measured on the round-trip set)")
-    notes.add_argument(
-        "--onset-threshold",
-        type=float,
-        default=None,
-        help="onset activation that starts a note (0.7, or 0.5 with --hpss)",
+    add_config_arguments(
+        parser, TranscribeConfig, default_group="notes (defaults measured on the round-trip set)"
     )
-    notes.add_argument(
-        "--frame-threshold",
-        type=float,
-        default=d.frame_threshold,
-        help="activation that keeps a note sounding (%(default)s)",
-    )
-    notes.add_argument(
-        "--min-note-ms",
-        type=float,
-        default=d.min_note_ms,
-        help="shorter notes are dropped (%(default)s)",
-    )
-    notes.add_argument("--min-pitch-hz", type=float, default=None, help="drop notes below")
-    notes.add_argument("--max-pitch-hz", type=float, default=None, help="drop notes above")
-    notes.add_argument(
-        "--melodia",
-        action=argparse.BooleanOptionalAction,
-        default=d.melodia,
-        help="basic-pitch's melodia trick, notes without an onset (off; on scored 0.2 lower)",
-    )
-    notes.add_argument(
-        "--hpss", action="store_true", help="transcribe the harmonic part only (drums out)"
-    )
-    notes.add_argument(
-        "--drums", action="store_true", help="add the percussive onsets as a GM drum track"
-    )
-    notes.add_argument(
-        "--tempo-map",
-        choices=TEMPO_MAPS,
-        default=d.tempo_map,
-        help="beats: the tempo follows the tracked beats (default); constant: one tracked "
-        "tempo; off: 120 BPM as basic-pitch writes",
-    )
-    checks = p.add_argument_group("inputs that give no MIDI (recorded as empty)")
-    checks.add_argument(
-        "--max-flatness",
-        type=float,
-        default=d.max_flatness,
-        help="a clip with a higher spectral flatness is noise (%(default)s)",
-    )
-    checks.add_argument(
-        "--min-audio-seconds",
-        type=float,
-        default=d.min_audio_seconds,
-        help="less audio than this before the zero padding (%(default)s)",
-    )
-    run = p.add_argument_group("how it runs")
-    run.add_argument(
-        "--window-layout",
-        choices=WINDOW_LAYOUTS,
-        default=d.window_layout,
-        help="aligned: 16 crossfaded windows per 30 s, exact times (default); basic-pitch: "
-        "exactly predict's windows and notes (19)",
-    )
-    run.add_argument(
-        "--batch-windows",
-        type=int,
-        default=d.batch_windows,
-        help="model windows per inference call (%(default)s: measured fastest)",
-    )
-    run.add_argument(
-        "--threads", type=int, default=d.threads, help="threads per worker (0: cores / workers)"
-    )
-    run.add_argument(
-        "--workers", type=int, default=d.workers, help="worker processes (%(default)s)"
-    )
-    run.add_argument("--shard", default=None, help="K/N: process only shard K of N")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
+    return parser
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = {k: v for k, v in vars(args).items() if k not in ("clips_dir", "midi_dir")}
-    options["progress"] = not options.pop("no_progress")
-    config = TranscribeConfig(**options)
+    config = config_from_args(TranscribeConfig, args)
     if not args.clips_dir.is_dir():
         raise InputError(
             f"clips folder {args.clips_dir} does not exist; run `python -m midimix.prepare` "

@@ -48,6 +48,7 @@ def test_collect_stores_each_content_once_with_a_manifest(library: Path, tmp_pat
             f"lofi/{sha(library / 'lofi' / 'beat.mp3')[:16]}.mp3",
             f"classical/{flac_id}.flac",
             "manifest.jsonl",
+            ".manifest.jsonl.lock",  # the manifest's lock against a second run at once
         ]
     )
     wav = records[wav_id]
@@ -65,8 +66,10 @@ def test_collect_stores_each_content_once_with_a_manifest(library: Path, tmp_pat
     assert failed[1].startswith("not an audio file that libsndfile or ffmpeg can read")
     assert sha(tmp_path / "lofi" / f"{wav_id}.wav") == wav["sha256"]  # a byte-exact copy
 
-    before = {
-        p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".jsonl"
+    before = {  # the manifest and its lock (which records the pid of each run) change
+        p: p.stat().st_mtime_ns
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.suffix not in (".jsonl", ".lock")
     }
     again = collect(sources, tmp_path, QUIET)
     assert (again.done, again.skipped, again.failed) == (0, 3, 1)

@@ -4,6 +4,7 @@ note, bad scores are skipped with a reason, and the command line writes what it 
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from symusic.core import ScoreSecond, ScoreTick, TrackTick
 
 from midimix.corpus import CorpusConfig, build_corpus
-from midimix.corpus.__main__ import main
+from midimix.corpus.__main__ import build_parser, main
 from midimix.corpus.classical import (
     SegmentSpec,
     composer_of,
@@ -39,6 +40,7 @@ from midimix.corpus.lofi import (
     step_tick,
 )
 from midimix.errors import ConfigError
+from midimix.options import config_from_args
 
 SEEDS = range(40)
 ONE_SEGMENT = SegmentSpec(target_seconds=600.0, min_bars=1, max_bars=256, humanize_velocity=False)
@@ -296,6 +298,39 @@ def test_cli_writes_counts_and_resumes(tmp_path: Path, capsys) -> None:
     assert "0 done, 4 up to date" in capsys.readouterr().out
     assert (out / "lofi" / "lofi-00001.mid").read_bytes() == first
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 4
+    saved = json.loads((out / "corpus.config.json").read_text())
+    assert (saved["lofi"], saved["classical_sources"], saved["progress"]) == (
+        3,
+        [str(chorale)],
+        False,
+    )
+    assert not (out / "corpus_config.json").exists()  # one name: <stage>.config.json
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(["--classical", "-1"], {"classical": None}, id="classical -1 is all"),
+        pytest.param(["--classical", "3"], {"classical": 3}, id="classical count"),
+        pytest.param(
+            ["--classical-program", "-1"], {"classical_program": None}, id="score's programs"
+        ),
+        pytest.param(
+            ["--composers", "bach, mozart"], {"composers": ("bach", "mozart")}, id="composers"
+        ),
+        pytest.param(
+            ["--scores", "a.mxl", "b.krn"],
+            {"classical_sources": (Path("a.mxl"), Path("b.krn"))},
+            id="scores is --classical-sources",
+        ),
+        pytest.param(["--quiet"], {"progress": False}, id="quiet"),
+        pytest.param(["--no-humanize"], {"humanize": False}, id="no humanize"),
+        pytest.param([], {"classical": None, "classical_program": 0, "progress": True}, id="none"),
+    ],
+)
+def test_cli_options_set_the_config(argv: list[str], expected: dict[str, object]) -> None:
+    config = config_from_args(CorpusConfig, build_parser().parse_args(argv))
+    assert {name: getattr(config, name) for name in expected} == expected
 
 
 def test_cli_rejects_bad_options(capsys) -> None:

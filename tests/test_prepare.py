@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -100,8 +101,11 @@ def test_resampling_keeps_440_hz(tmp_path: Path, rate_hz: int, channels: int) ->
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file's inode and time, but the manifest's lock (it records each run's pid)."""
     return {
-        str(p): (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()
+        str(p): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != ".manifest.jsonl.lock"
     }
 
 
@@ -234,3 +238,28 @@ def test_config_ranges() -> None:
         PrepareConfig(min_remainder_seconds=-1)
     with pytest.raises(ConfigError, match="sample_rate_hz"):
         PrepareConfig(sample_rate_hz=10)
+
+
+def test_settings_are_saved_and_given_back_with_config(tmp_path: Path) -> None:
+    write_tone(tmp_path / "raw" / "lofi" / "a.wav", 3.0, RATE)
+    clips, again = tmp_path / "clips", tmp_path / "again"
+    first = ["--raw-dir", str(tmp_path / "raw"), "--clips-dir", str(clips), "--no-progress",
+             "--clip-seconds", "2", "--silence-dbfs", "-50"]  # fmt: skip
+    assert main(first) == 0
+    assert len(clip_files(clips)) == 1  # the 1 s remainder is under the 5 s minimum
+    saved = clips / "prepare.config.json"
+    assert not (clips / "prepare.json").exists()
+    settings = json.loads(saved.read_text())
+    assert (settings["clip_seconds"], settings["silence_dbfs"]) == (2.0, -50.0)
+    before = saved.stat().st_mtime_ns
+    assert main(first) == 0
+    assert saved.stat().st_mtime_ns == before  # unchanged settings: the file is not rewritten
+
+    argv = ["--raw-dir", str(tmp_path / "raw"), "--clips-dir", str(again), "--no-progress",
+            "--config", str(saved), "--min-remainder-seconds", "1"]  # fmt: skip
+    assert main(argv) == 0
+    assert len(clip_files(again)) == 2  # 2 s clips from the file, the remainder kept by the flag
+    assert json.loads((again / "prepare.config.json").read_text()) == {
+        **settings,
+        "min_remainder_seconds": 1.0,
+    }

@@ -236,7 +236,8 @@ def test_cli_runs_and_prints_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
     argv = ["--clips-dir", str(tmp_path / "clips"), "--midi-dir", str(tmp_path / "midi")]
     assert main([*argv, "--no-progress"]) == 0
     assert "transcribe: 1 done, 0 up to date, 1 empty, 0 failed" in capsys.readouterr().out
-    saved = json.loads((tmp_path / "midi" / "transcribe.json").read_text())
+    saved = json.loads((tmp_path / "midi" / "transcribe.config.json").read_text())
+    assert not (tmp_path / "midi" / "transcribe.json").exists()  # one name: <stage>.config.json
     assert saved["onset_threshold"] == 0.7
     assert TranscribeConfig(hpss=True).onset_threshold == 0.5
 

@@ -17,20 +17,14 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midimix.config import DATA_DIR, check_range, parse_shard
+from midimix.config import DATA_DIR, check_range, parse_shard, save_config
 from midimix.errors import ConfigError, ItemError
-from midimix.manifest import (
-    Item,
-    Manifest,
-    StageSummary,
-    atomic_write_bytes,
-    atomic_write_json,
-    run_items,
-)
+from midimix.manifest import Item, Manifest, StageSummary, atomic_write_bytes, run_items
+from midimix.options import checked_int, option
 
 CORPUS_DIR = DATA_DIR / "corpus"
 LOFI, CLASSICAL = "lofi", "classical"  # the genres, which are also the folder names
@@ -38,21 +32,48 @@ LOFI, CLASSICAL = "lofi", "classical"  # the genres, which are also the folder n
 __all__ = ["CORPUS_DIR", "CorpusConfig", "build_corpus"]
 
 
+def negative_means_none(text: str) -> int | None:
+    """A whole number from the command line, where a negative one (-1) means "none"."""
+    value = checked_int(text)
+    return None if value < 0 else value
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """'bach,mozart' -> ('bach', 'mozart')."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+_RUN = option(group="run")  # --help section of the settings that do not change the corpus
+_SHARD = option(group="run", metavar="K/N")
+_COUNT_OR_ALL = option(parse=negative_means_none, metavar="N")
+_COMPOSERS = option(parse=comma_list, metavar="NAME,NAME")
+_SCORES = option(aliases=("--scores",), metavar="FILE")
+
+
 @dataclass
 class CorpusConfig:
     lofi: int = 1500  # rule-made lo-fi pieces (~30 s): about as many notes as the classical set
-    classical: int | None = None  # cap on the number of music21 scores; None: all of them
-    composers: tuple[str, ...] | None = None  # music21 composer folders; None: the defaults
-    classical_sources: tuple[Path, ...] | None = None  # score files to use instead of music21's
+    classical: int | None = field(default=None, metadata=_COUNT_OR_ALL)  # most music21 scores
+    # to convert; 0: none; none or -1: all of them
+    composers: tuple[str, ...] | None = field(default=None, metadata=_COMPOSERS)  # music21
+    # corpus folders, comma-separated; none: all art music but palestrina, whose encodings'
+    # licence restricts derived files
+    classical_sources: tuple[Path, ...] | None = field(default=None, metadata=_SCORES)  # score
+    # files to use instead of music21's corpus
     seed: int = 0  # lo-fi piece i is made from a seed derived from (seed, i)
-    workers: int = 2  # worker processes (music21 parsing is the slow part)
+    workers: int = field(default=2, metadata=_RUN)  # worker processes (music21 parsing is the
+    # slow part)
     target_seconds: float = 30.0  # classical segments last about this long
-    min_bars: int = 8  # ... and hold min_bars..max_bars bars
-    max_bars: int = 16
-    humanize: bool = True  # classical velocities: dynamics + accents + arch + noise
-    classical_program: int | None = 0  # GM program for classical parts (piano); None: score's
-    shard: str | None = None  # "K/N": this copy's share of the items
-    progress: bool = True  # progress bars on stderr
+    min_bars: int = 8  # ... and hold at least this many bars
+    max_bars: int = 16  # ... and at most this many
+    humanize: bool = True  # classical velocities: dynamics + accents + arch + noise (off: the
+    # plain dynamic levels)
+    classical_program: int | None = field(default=0, metadata=_COUNT_OR_ALL)  # General MIDI
+    # program for classical parts (0: piano); none or -1: the score's own
+    shard: str | None = field(default=None, metadata=_SHARD)  # run this copy's share of the
+    # items: shard K of N
+    progress: bool = field(default=True, metadata=_RUN)  # progress bars on stderr (--quiet:
+    # none)
 
     def __post_init__(self) -> None:
         check_range("lofi", self.lofi, 0, 1_000_000)
@@ -177,7 +198,7 @@ def build_corpus(out_dir: Path, config: CorpusConfig) -> StageSummary:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / "corpus_config.json", asdict(config))  # paths as text
+    save_config(config, out_dir, "corpus")
     manifest = Manifest(out_dir / "manifest.jsonl")
     shard = parse_shard(config.shard)
     summaries = []

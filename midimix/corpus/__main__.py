@@ -1,4 +1,9 @@
-"""`python -m midimix.corpus`: build the offline two-genre MIDI corpus (see docs/corpus.md)."""
+"""corpus: build the two-genre MIDI corpus of the default model offline, from classical
+scores in music21's corpus (cut into ~30 s segments) and lo-fi pieces made by midimix's own
+rules.
+
+    python -m midimix.corpus --lofi 600      (docs/corpus.md)
+"""
 
 from __future__ import annotations
 
@@ -7,75 +12,35 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from midimix.corpus import CLASSICAL, CORPUS_DIR, LOFI, CorpusConfig, build_corpus
 from midimix.errors import cli_errors
+from midimix.options import add_config_arguments, config_from_args, stage_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from midimix.corpus import CORPUS_DIR, CorpusConfig
-
-    d = CorpusConfig.__dataclass_fields__
-    parser = argparse.ArgumentParser(
-        prog="python -m midimix.corpus",
-        description="Build a two-genre MIDI corpus offline: classical scores from music21's "
-        "corpus (cut into ~30 s segments) and lo-fi pieces made by midimix's own rules.",
-    )
-    parser.add_argument("--out-dir", type=Path, default=CORPUS_DIR, help="default: %(default)s")
+    parser = stage_parser("corpus", __doc__)
     parser.add_argument(
-        "--lofi", type=int, default=d["lofi"].default, help="lo-fi pieces (default %(default)s)"
+        "--out-dir",
+        type=Path,
+        default=CORPUS_DIR,
+        metavar="PATH",
+        help="output: classical/ and lofi/ folders of MIDI files (default: %(default)s)",
     )
     parser.add_argument(
-        "--classical",
-        type=int,
-        default=-1,
-        help="most music21 scores to convert; 0: none, -1: all (default)",
+        "--quiet",
+        dest="progress",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="no progress bars (the same as --no-progress)",
     )
-    parser.add_argument(
-        "--composers",
-        help="comma-separated music21 corpus folders (default: all art music but palestrina, "
-        "whose encodings' licence restricts derived files)",
-    )
-    parser.add_argument(
-        "--scores", type=Path, nargs="+", help="score files to use instead of music21's corpus"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="lo-fi seed (default %(default)s)")
-    parser.add_argument("--workers", type=int, default=d["workers"].default)
-    parser.add_argument("--target-seconds", type=float, default=d["target_seconds"].default)
-    parser.add_argument("--min-bars", type=int, default=d["min_bars"].default)
-    parser.add_argument("--max-bars", type=int, default=d["max_bars"].default)
-    parser.add_argument(
-        "--no-humanize", action="store_true", help="classical: keep the plain dynamic levels"
-    )
-    parser.add_argument(
-        "--classical-program",
-        type=int,
-        default=d["classical_program"].default,
-        help="GM program for classical parts; -1 keeps the score's (default %(default)s: piano)",
-    )
-    parser.add_argument("--shard", help="K/N: run this copy's share of the items")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_config_arguments(parser, CorpusConfig)
     return parser
 
 
 @cli_errors
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from midimix.corpus import CLASSICAL, LOFI, CorpusConfig, build_corpus
-
-    config = CorpusConfig(
-        lofi=args.lofi,
-        classical=None if args.classical < 0 else args.classical,
-        composers=tuple(c.strip() for c in args.composers.split(",")) if args.composers else None,
-        classical_sources=tuple(args.scores) if args.scores else None,
-        seed=args.seed,
-        workers=args.workers,
-        target_seconds=args.target_seconds,
-        min_bars=args.min_bars,
-        max_bars=args.max_bars,
-        humanize=not args.no_humanize,
-        classical_program=None if args.classical_program < 0 else args.classical_program,
-        shard=args.shard,
-        progress=not args.quiet,
-    )
+    config = config_from_args(CorpusConfig, args)
     summary = build_corpus(args.out_dir, config)
     print(summary.text())
     counts = {g: len(list((args.out_dir / g).glob("*.mid"))) for g in (CLASSICAL, LOFI)}
