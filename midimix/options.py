@@ -181,6 +181,8 @@ def _show_default(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, Mapping):
+        if not value:
+            return "none"
         return ",".join(
             f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
         )
@@ -273,10 +275,11 @@ def add_config_arguments(
                 parse = _json_value
                 kwargs["metavar"] = "JSON"
             kwargs["type"] = _none_or(parse) if optional else parse
-            if opt.metavar:
-                kwargs["metavar"] = opt.metavar
             if opt.choices is not None:
                 kwargs["choices"] = opt.choices
+                kwargs.pop("metavar", None)  # argparse then lists the choices in the usage
+            if opt.metavar:
+                kwargs["metavar"] = opt.metavar
         target.add_argument(*flags, **kwargs)
 
 
