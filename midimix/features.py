@@ -1,4 +1,5 @@
-"""Musical features of one MIDI piece, each a number with a one-line definition.
+"""Musical features of one MIDI piece, each a number with a one-line definition, and the
+feature table of a set of pieces.
 
 The definitions (also in docs/evaluate.md) are in `FEATURE_DEFINITIONS`; `extract_features`
 returns them in that order. "Pitched notes" are the notes of non-drum tracks; a "beat" is a
@@ -9,12 +10,15 @@ A piece without pitched notes gets 0 for the pitch, harmony and polyphony featur
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from midimix.errors import ItemError
+from midimix.config import MIDI_SUFFIXES
+from midimix.errors import InputError, ItemError
+from midimix.midifile import load_score
 
 Score = Any  # symusic.Score: its type stubs know no attributes
 
@@ -70,22 +74,6 @@ FEATURE_DEFINITIONS: dict[str, str] = {
     "drum_fraction": "share of all notes that are on drum tracks (0 = no drums)",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DEFINITIONS)
-
-
-def load_score(path: Path) -> Score:
-    """Read a MIDI file with symusic; `ItemError` with a clear reason when it is not one."""
-    from symusic import Score
-
-    path = Path(path)
-    if not path.is_file():
-        raise ItemError(f"{path} does not exist or is not a file; expected a MIDI file (.mid)")
-    try:
-        return Score(str(path))
-    except (RuntimeError, ValueError, OSError) as error:
-        raise ItemError(
-            f"{path} is not a readable MIDI file ({' '.join(str(error).split())[:120]}); "
-            f"expected a Standard MIDI File: remove it from the set or re-export it"
-        ) from error
 
 
 def _notes(score: Score) -> tuple[np.ndarray, np.ndarray]:
@@ -298,3 +286,28 @@ def extract_features(midi: Path | Score) -> dict[str, float]:
     if bad:
         raise ItemError(f"{name}: features {bad} are not finite; the file has odd timing")
     return {k: out[k] for k in FEATURE_NAMES}
+
+
+def feature_table(name: str, paths: Sequence[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
+    """(paths measured, features (pieces, FEATURE_NAMES), reasons for the skipped files) of the
+    set `name`. A file that cannot be measured is skipped with its reason; a set with no
+    measurable piece is an InputError."""
+    if not paths:
+        raise InputError(
+            f"set {name!r} has no MIDI files ({'/'.join(MIDI_SUFFIXES)}); give a folder with some"
+        )
+    kept, rows, skipped = [], [], []
+    for path in paths:
+        try:
+            features = extract_features(path)
+        except ItemError as error:
+            skipped.append(str(error))
+            continue
+        kept.append(Path(path))
+        rows.append([features[k] for k in FEATURE_NAMES])
+    if not rows:
+        raise InputError(
+            f"set {name!r}: none of its {len(paths)} files could be measured; first reason: "
+            f"{skipped[0]}"
+        )
+    return kept, np.asarray(rows, dtype=float), skipped

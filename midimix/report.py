@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from midimix.features import FEATURE_NAMES, load_score
+from midimix.features import FEATURE_NAMES
 from midimix.manifest import atomic_path, atomic_write_text
+from midimix.midifile import load_score
 
 # Features drawn in the real-vs-generated plots (the pitch-class shares are one histogram each
 # and say little alone; the report.json has all of them).

@@ -1,4 +1,6 @@
-"""The genre sweep of a model, and its model figures (part of `midimix evaluate`).
+"""The genre sweep of a model (`midimix evaluate sweep`): generate pieces at several weights of
+one genre (the other gets 1 - w) and measure how P(genre) follows the weight; also the model's
+NLL and genre sensitivity. Writes report.md, report.json, sweep.png and sweep.config.json.
 
     python -m midimix.evaluate sweep --model runs/x/best --reference lofi=DIR \\
         --reference classical=DIR --pieces 20 --weights 0,0.25,0.5,0.75,1 --methods logits
@@ -14,23 +16,24 @@ and the model figures: validation NLL per genre, per token and per note, and gen
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midimix.config import OUT_DIR, check_range, config_to_dict
-from midimix.errors import ConfigError, InputError
-from midimix.evaluate import (
+from midimix.config import OUT_DIR, check_range, config_to_dict, save_config
+from midimix.errors import ConfigError, InputError, cli_errors
+from midimix.measure import (
     EvaluateConfig,
-    add_common,
-    config_from,
+    add_sets_arguments,
     evaluate_sets,
     mean_ci95,
     reference_sets,
     write_outputs,
 )
+from midimix.options import add_config_arguments, config_from_args, option, stage_parser
 
 RISES_DEFINITION = (
     "A curve rises when mean P at the highest weight exceeds mean P at the lowest weight and "
@@ -39,19 +42,49 @@ RISES_DEFINITION = (
 MODEL_FIGURE_SEQUENCES = 16  # per genre, when the figures come from the reference pieces
 
 
+def parse_floats(text: str) -> tuple[float, ...]:
+    """'0,0.25,0.5' -> (0.0, 0.25, 0.5)."""
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers like 0,0.25,0.5,0.75,1; got {text!r}"
+        ) from None
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """'logits,embedding' -> ('logits', 'embedding')."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+_WEIGHTS = option(parse=parse_floats, metavar="W,W,...")
+_METHODS = option(parse=parse_names, metavar="METHOD,...")
+_TOKENS = option(aliases=("--tokens",))
+_GENERATION = option(group="generation")
+
+
 @dataclass
 class SweepConfig:
-    genre: str = "lofi"  # the swept genre; `against` gets 1 - weight
-    against: str | None = None  # None: the model's other genre (it must have exactly two)
-    pieces: int = 20  # pieces per weight per method
-    weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
-    methods: tuple[str, ...] = ("logits",)
-    bars: int = 8  # length of each piece: enough bars for rhythm and harmony features
-    seed: int = 0
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_tokens_per_bar: int = 256  # generation's cap per bar (see midimix.sampling)
-    tokens_dir: Path | None = None  # validation split for the model figures; None: reference
+    """What the sweep generates, and how its points are measured."""
+
+    genre: str = "lofi"  # the swept genre; --against gets 1 - weight
+    against: str | None = None  # the other genre; none: the model's other genre (it must have
+    # exactly two)
+    pieces: int = 20  # pieces generated per weight and per method, 2..10000
+    weights: tuple[float, ...] = field(default=(0.0, 0.25, 0.5, 0.75, 1.0), metadata=_WEIGHTS)
+    # weights of --genre to generate at, comma-separated, 0..1, two or more
+    methods: tuple[str, ...] = field(default=("logits",), metadata=_METHODS)  # mixing methods,
+    # comma-separated: logits and/or embedding
+    bars: int = field(default=8, metadata=_GENERATION)  # length of each piece: enough bars for
+    # rhythm and harmony features
+    seed: int = 0  # seed of the generated pieces; also of the reference subset and the CV folds
+    # unless --evaluate.seed is given
+    temperature: float = field(default=1.0, metadata=_GENERATION)  # sampling temperature
+    top_p: float = field(default=0.95, metadata=_GENERATION)  # nucleus sampling cut
+    max_tokens_per_bar: int = field(default=256, metadata=_GENERATION)  # generation's cap per
+    # bar (see midimix.sampling)
+    tokens_dir: Path | None = field(default=None, metadata=_TOKENS)  # token folder: the model
+    # figures on its validation split; none: on the reference pieces
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def __post_init__(self) -> None:
@@ -188,7 +221,8 @@ def sweep(
     config: SweepConfig,
 ) -> dict[str, Any]:
     """Generate the sweep, evaluate every point against the reference genres and write the
-    report (report.md / report.json / PNGs with sweep.png) into out_dir; returns the report."""
+    report (report.md / report.json / PNGs with sweep.png, and the settings as
+    sweep.config.json) into out_dir; returns the report."""
     from midimix.model import read_meta
 
     start = time.perf_counter()
@@ -224,72 +258,58 @@ def sweep(
     report["model"] = model_figures(Path(model_dir), reference, config.tokens_dir)
     report["sweep"]["seconds"] = time.perf_counter() - start
     write_outputs(report, extra, out_dir, config.evaluate)
+    save_config(config, out_dir, "sweep")
     return report
 
 
-def parse_floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"expected numbers like 0,0.25,0.5,0.75,1; got {text!r}") from None
+def add_evaluate_short_flags(parser: argparse.ArgumentParser) -> None:
+    """Let the sweep's evaluation settings also be typed as `midimix evaluate` spells them:
+    --cv-folds as well as --evaluate.cv-folds (a name the sweep uses itself, --seed, stays
+    the sweep's)."""
+    taken = parser._option_string_actions
+    for action in list(parser._actions):
+        if not action.dest.startswith("evaluate."):
+            continue
+        short = action.option_strings[0].replace("--evaluate.", "--", 1)
+        if short in taken:
+            continue
+        kwargs: dict[str, Any] = {"dest": action.dest, "default": argparse.SUPPRESS}
+        if isinstance(action, argparse.BooleanOptionalAction):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs |= {"type": action.type, "metavar": action.metavar, "choices": action.choices}
+        parser.add_argument(short, help=argparse.SUPPRESS, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = SweepConfig()
-    p = argparse.ArgumentParser(
-        prog="midimix evaluate sweep",
-        description="Generate pieces at several weights of one genre (the other gets 1 - w) "
-        "and measure how P(genre) follows the weight; also the model's NLL and genre "
-        "sensitivity. Writes report.md, report.json and sweep.png.",
+    parser = stage_parser("evaluate sweep", __doc__)
+    parser.epilog = (
+        "Each --evaluate.* flag may also be spelt as `midimix evaluate` spells it "
+        "(--cv-folds, --no-plots, ...), except --seed, which is the sweep's own."
     )
-    p.add_argument("--model", type=Path, required=True, help="checkpoint folder (runs/x/best)")
-    p.add_argument("--genre", default=d.genre, help="the swept genre (default %(default)s)")
-    p.add_argument("--against", default=None, help="the other genre (default: the model's other)")
-    p.add_argument(
-        "--pieces", type=int, default=d.pieces, help="per weight and method (%(default)s)"
+    parser.add_argument(
+        "--model", type=Path, required=True, metavar="DIR", help="checkpoint folder (runs/x/best)"
     )
-    p.add_argument(
-        "--weights",
-        default=",".join(f"{w:g}" for w in d.weights),
-        help="weights of --genre to generate at, 0..1, two or more (%(default)s)",
-    )
-    p.add_argument(
-        "--methods",
-        default=",".join(d.methods),
-        help="mix methods: logits and/or embedding (%(default)s)",
-    )
-    p.add_argument("--bars", type=int, default=d.bars, help="bars per piece (%(default)s)")
-    p.add_argument(
-        "--temperature", type=float, default=d.temperature, help="sampling (%(default)s)"
-    )
-    p.add_argument("--top-p", type=float, default=d.top_p, help="nucleus cut (%(default)s)")
-    p.add_argument("--tokens", type=Path, default=None,
-                   help="token folder: model figures on its validation split")  # fmt: skip
-    add_common(
-        p,
-        EvaluateConfig(),
-        "random seed of the generated pieces, the reference subset and the CV folds",
-    )
-    p.set_defaults(out_dir=OUT_DIR / "sweep")
-    return p
+    add_sets_arguments(parser, OUT_DIR / "sweep")
+    add_config_arguments(parser, SweepConfig)
+    add_evaluate_short_flags(parser)
+    return parser
 
 
+def config_from(args: argparse.Namespace) -> SweepConfig:
+    """The sweep's config from its flags; its --seed seeds the evaluation too unless
+    --evaluate.seed is given."""
+    config: SweepConfig = config_from_args(SweepConfig, args)
+    if not hasattr(args, "evaluate.seed"):
+        config.evaluate = dataclasses.replace(config.evaluate, seed=config.seed)
+    return config
+
+
+@cli_errors
 def main(argv: list[str] | None = None) -> int:
-    """`midimix evaluate sweep` (errors are turned into one line by evaluate's main)."""
+    """`midimix evaluate sweep`."""
     args = build_parser().parse_args(argv)
-    config = SweepConfig(
-        genre=args.genre,
-        against=args.against,
-        pieces=args.pieces,
-        weights=parse_floats(args.weights),
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-        bars=args.bars,
-        seed=args.seed,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        tokens_dir=args.tokens,
-        evaluate=config_from(args),
-    )
+    config = config_from(args)
     report = sweep(args.model, reference_sets(args.reference), args.out_dir, config)
     s = report["sweep"]
     curves = "; ".join(

@@ -23,7 +23,8 @@ from midimix.evaluate import (
     overlap,
 )
 from midimix.features import FEATURE_NAMES
-from midimix.sweep import SweepConfig, rises, sweep
+from midimix.options import config_from_dict
+from midimix.sweep import SweepConfig, build_parser, config_from, rises, sweep
 
 FAST = EvaluateConfig(cv_folds=3, piano_rolls_per_set=1)
 
@@ -126,6 +127,61 @@ def test_cli_and_bad_input(
         GenreClassifier().fit_features({"lofi": np.zeros((3, len(FEATURE_NAMES)))})
 
 
+def test_cli_saves_its_settings_and_takes_them_back(
+    sets: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = [f"--reference={g}={p[0].parent}" for g, p in sets.items()]
+    first, second = tmp_path / "first", tmp_path / "second"
+    generated = f"--generated=mix={sets['lofi'][0]}"
+    flags = ["--no-plots", "--cv-folds", "3", "--overlap-bins", "7", "--max-reference", "6"]
+    assert main([generated, *ref, *flags, "--out-dir", str(first)]) == 0
+    saved = first / "evaluate.config.json"
+    assert json.loads(saved.read_text()) == {
+        "cv_folds": 3,
+        "max_reference_per_genre": 6,
+        "overlap_bins": 7,
+        "piano_rolls_per_set": 3,
+        "plots": False,
+        "seed": 0,
+    }
+    # The saved settings come back with --config; a flag typed after it wins.
+    assert main([generated, *ref, "--config", str(saved), "--cv-folds", "2", "--out-dir",
+                 str(second)]) == 0  # fmt: skip
+    used = json.loads((second / "report.json").read_text())["config"]
+    assert (used["overlap_bins"], used["cv_folds"], used["plots"]) == (7, 2, False)
+    assert json.loads((second / "evaluate.config.json").read_text())["cv_folds"] == 2
+    capsys.readouterr()
+    assert main([generated, *ref, "--overlap-bins", "1", "--out-dir", str(second)]) == 2
+    assert "overlap_bins must be in [2, 1000], got 1" in capsys.readouterr().err
+
+
+def test_sweep_command_line() -> None:
+    args = ["--model", "m", "--weights", "1,0,0.5", "--methods", "logits,embedding"]
+    args += ["--tokens", "t", "--max-tokens-per-bar", "24", "--seed", "4", "--cv-folds", "3"]
+    config = config_from(build_parser().parse_args([*args, "--no-plots", "--piano-rolls", "0"]))
+    assert config.weights == (0.0, 0.5, 1.0) and config.methods == ("logits", "embedding")
+    assert config.tokens_dir == Path("t") and config.max_tokens_per_bar == 24
+    assert config.seed == 4 and config.evaluate.seed == 4  # --seed seeds the evaluation too
+    assert config.evaluate.cv_folds == 3 and config.evaluate.piano_rolls_per_set == 0
+    assert not config.evaluate.plots
+    config = config_from(build_parser().parse_args([*args, "--evaluate.seed", "2"]))
+    assert (config.seed, config.evaluate.seed) == (4, 2)
+    config = config_from(build_parser().parse_args([*args, "--evaluate.overlap-bins", "9"]))
+    assert config.evaluate.overlap_bins == 9
+
+
+def test_evaluate_sweep_errors_are_one_line(
+    sets: dict[str, list[Path]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref = [f"--reference={g}={p[0].parent}" for g, p in sets.items()]
+    sweep_args = ["sweep", "--model", str(tmp_path), *ref, "--out-dir", str(tmp_path / "o")]
+    assert main([*sweep_args, "--weights", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "at least two weights" in err and err.count("\n") == 1
+    assert main([*sweep_args, "--methods", "nonsense"]) == 2
+    assert "methods must be in logits, embedding" in capsys.readouterr().err
+
+
 def test_rises_needs_separated_intervals() -> None:
     low, high = {"mean": 0.2, "ci95": [0.1, 0.3]}, {"mean": 0.8, "ci95": [0.7, 0.9]}
     assert rises([low, high]) and not rises([high, low])
@@ -174,6 +230,8 @@ def test_sweep_writes_curve_and_model_figures(sets: dict[str, list[Path]], tmp_p
         "features_logits-w-0.png",
         "features_logits-w-1.png",
     }
+    saved = json.loads((tmp_path / "sweep" / "sweep.config.json").read_text())
+    assert config_from_dict(SweepConfig, saved) == config  # what `--config` gives back
     nll = report["model"]["nll"]
     assert set(nll) == {"classical", "lofi"}
     for v in nll.values():  # fewer notes than tokens: a note costs more than a token

@@ -81,10 +81,14 @@ def test_every_feature_is_defined_in_order() -> None:
 def test_bad_files_are_item_errors(tmp_path: Path) -> None:
     text = tmp_path / "notes.mid"
     text.write_text("this is not a MIDI file\n")
-    with pytest.raises(ItemError, match="not a readable MIDI file"):
+    with pytest.raises(ItemError, match="not a MIDI file"):
         extract_features(text)
     empty = write(Score(480), tmp_path / "empty.mid")
     with pytest.raises(ItemError, match="no notes"):
         extract_features(empty)
     with pytest.raises(ItemError, match="does not exist"):
         extract_features(tmp_path / "missing.mid")
+    corrupt = tmp_path / "corrupt.mid"
+    corrupt.write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    with pytest.raises(ItemError, match="corrupt MIDI file"):
+        extract_features(corrupt)
