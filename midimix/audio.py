@@ -20,12 +20,18 @@ import soundfile as sf
 
 from midimix.errors import ItemError
 
+# The one list of audio file names, used by collect, prepare, pipeline and generate's prompts:
+# what this module decodes (each is read back in tests/test_collect.py).
 AUDIO_SUFFIXES = (
-    ".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff",
-    ".webm", ".mka", ".wma",  # ffmpeg's (.webm and .m4a are what yt-dlp downloads)
+    ".wav", ".flac", ".mp3", ".ogg", ".opus", ".aif", ".aiff", ".aifc", ".au", ".caf",
+    ".w64",  # libsndfile's
+    ".oga", ".m4a", ".aac", ".webm", ".mka", ".wma",  # ffmpeg's (yt-dlp downloads .webm, .m4a)
 )  # fmt: skip
 # A suffix for a file whose own name has none that we know (decoders look at the content).
-SUFFIX_BY_FORMAT = {"WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3", "AIFF": ".aiff"}
+SUFFIX_BY_FORMAT = {
+    "WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3", "AIFF": ".aiff", "AU": ".au",
+    "CAF": ".caf", "W64": ".w64",
+}  # fmt: skip
 # A decoder that yields fewer frames than the header promised by more than this share is
 # reading a truncated file (mp3 Xing headers, for one, state the full length).
 _TRUNCATION_TOLERANCE = 0.01

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from midimix.audio import AudioError, iter_mono, probe
+from midimix.audio import AudioError, is_audio_name, iter_mono, probe
 from midimix.config import CLIPS_DIR, RAW_DIR, as_mapping, check_range, parse_shard, save_config
 from midimix.errors import ConfigError, cli_errors
 from midimix.manifest import STATUS_EMPTY, Item, Manifest, StageSummary, atomic_path, run_items
@@ -100,8 +100,6 @@ def source_id_for(path: Path, root: Path) -> str:
 
 def find_sources(raw: Path | Mapping[str, Path]) -> list[tuple[str, str, Path]]:
     """(genre, source id, path) for every audio file under the genre folders, ids unique."""
-    from midimix.audio import is_audio_name
-
     found: list[tuple[str, str, Path]] = []
     used: set[str] = set()
     for genre, folder in sorted(as_mapping(raw).items()):

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from audio_fixtures import encode, write_tone
+from audio_fixtures import encode, peak_frequency_hz, write_tone
 
+from midimix.audio import AUDIO_SUFFIXES, read_mono
 from midimix.collect import CollectConfig, collect, main, parse_genre_sources
 from midimix.errors import ConfigError, InputError
 from midimix.manifest import Manifest
@@ -113,3 +114,30 @@ def test_a_file_without_a_known_suffix_gets_one(tmp_path: Path) -> None:
     (record,) = collect({"lofi": [track]}, tmp_path / "raw", QUIET).records
     assert record["output"] == str(tmp_path / "raw" / "lofi" / f"{sha(track)[:16]}.flac")
     assert Path(record["output"]).read_bytes() == track.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def every_suffix(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
+    """collect's record of a 1 s tone saved under each audio suffix (a different pitch each,
+    so that no two files hold the same content), by suffix."""
+    root = tmp_path_factory.mktemp("suffixes")
+    for k, suffix in enumerate(AUDIO_SUFFIXES):
+        wav = write_tone(root / "wav" / f"{k}.wav", 1.0, 22050, frequency_hz=200.0 + 10 * k)
+        encode(wav, root / "lofi" / f"tone{suffix}")
+    summary = collect({"lofi": [root / "lofi"]}, root / "raw", QUIET)
+    return {Path(str(r["source"])).suffix: r for r in summary.records}
+
+
+@pytest.mark.parametrize("suffix", AUDIO_SUFFIXES)
+def test_every_audio_suffix_is_collected_and_decoded(
+    every_suffix: dict[str, dict[str, object]], suffix: str
+) -> None:
+    record = every_suffix[suffix]
+    assert record["status"] == "ok", record.get("reason")
+    assert record["duration_seconds"] == pytest.approx(1.0, abs=0.07)  # aac pads 68 ms
+    assert str(record["output"]).endswith(suffix)
+    samples, rate_hz = read_mono(Path(str(record["output"])))  # decoded whole, as prepare does
+    assert len(samples) / rate_hz == pytest.approx(1.0, abs=0.07)
+    assert peak_frequency_hz(samples, rate_hz) == pytest.approx(
+        200.0 + 10 * AUDIO_SUFFIXES.index(suffix), abs=3.0
+    )
