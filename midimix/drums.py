@@ -1,12 +1,18 @@
-"""A laid-back lo-fi drum pattern at a piece's own tempo: kick, snare, swung hats, humanised.
+"""Laid-back drum patterns: the one place that turns drum hits on a grid into humanised notes.
 
-The pattern is written in ticks into the score, so it follows the piece's tempo map and
-bars. "Laid back" means the snare lands a little late and the off-beat hats are swung; small
-seeded random shifts of timing and velocity keep it from sounding like a machine.
+Two patterns use it: render's added drums (`drum_track`: kick, late snare, swung eighth hats
+at a piece's own tempo, for a drumless piece mixed towards lo-fi) and the corpus's rule-made
+lo-fi pieces (their boom-bap bars). "Laid back" means the snare lands a little late and the
+off-beat hats are swung; small seeded random shifts of timing and velocity keep it from
+sounding like a machine.
+
+The pattern is written in ticks into the score, so it follows the piece's tempo map and bars.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +37,44 @@ BAR_PATTERN: tuple[tuple[int, int, int], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Hit:
+    """One drum hit before humanising."""
+
+    key: int  # General MIDI drum key
+    tick: float  # where it sits on the (swung) grid, from the piece's start
+    velocity: float
+    late_ms: float = 0.0  # laid back behind the grid
+    velocity_jitter: float = 7.0  # humanising: standard deviation of the velocity
+
+
+def humanise(
+    track: Track,
+    hits: Iterable[Hit],
+    rng: np.random.Generator,
+    *,
+    ticks_per_ms: float,
+    end_tick: int,
+    length_ticks: int,
+    timing_jitter_ms: float,
+    jitter_limit_ms: float = math.inf,
+) -> Track:
+    """Append `hits` to `track` as notes, each moved by a random timing jitter (clipped to
+    +-`jitter_limit_ms`) and given a random velocity spread; hits pushed before the start land
+    on tick 0, hits at or after `end_tick` are left out (and draw no velocity). The random draws
+    go hit by hit, timing then velocity, so a seed gives the same notes every time."""
+    for hit in hits:
+        jitter_ms = float(
+            np.clip(rng.normal(0.0, timing_jitter_ms), -jitter_limit_ms, jitter_limit_ms)
+        )
+        tick = max(0, int(round(hit.tick + (hit.late_ms + jitter_ms) * ticks_per_ms)))
+        if tick >= end_tick:
+            continue
+        vel = int(np.clip(round(hit.velocity + rng.normal(0.0, hit.velocity_jitter)), 1, 127))
+        track.notes.append(symusic.Note(tick, length_ticks, hit.key, vel))
+    return track
+
+
 @dataclass
 class DrumStyle:
     swing: float = 0.62  # where the off-beat eighth falls inside the beat (0.5 = straight)
@@ -48,23 +92,29 @@ def score_tempo_qpm(score: Score) -> float:
 def drum_track(score: Score, end_tick: int, style: DrumStyle | None = None) -> Track:
     """A drum track (channel 10) for a tick-time `score`, bars from 0 up to `end_tick`."""
     style = style or DrumStyle()
-    rng = np.random.default_rng(style.seed)
     tpq = score.ticks_per_quarter
-    ticks_per_ms = score_tempo_qpm(score) / 60.0 * tpq / 1000.0
     bar_ticks = 4 * tpq  # 4/4 whatever the score says: the pattern is one 4/4 bar
+    hits = [
+        Hit(
+            key,
+            bar_start + (step // 2 + (style.swing if step % 2 else 0.0)) * tpq,
+            velocity,
+            style.snare_late_ms if key == SNARE else 0.0,
+            style.velocity_jitter,
+        )
+        for bar_start in range(0, max(end_tick, 1), bar_ticks)
+        for key, step, velocity in BAR_PATTERN
+    ]
     track: Track = symusic.Track("laid-back drums", program=0, is_drum=True)
-    hit_ticks = max(1, tpq // 8)
-    for bar_start in range(0, max(end_tick, 1), bar_ticks):
-        for key, step, velocity in BAR_PATTERN:
-            beat, half = divmod(step, 2)
-            position = (beat + (style.swing if half else 0.0)) * tpq
-            late_ms = style.snare_late_ms if key == SNARE else 0.0
-            late_ms += rng.normal(0.0, style.timing_jitter_ms)
-            tick = int(round(bar_start + position + late_ms * ticks_per_ms))
-            if tick < 0 or tick >= end_tick:
-                continue
-            vel = int(np.clip(round(velocity + rng.normal(0.0, style.velocity_jitter)), 1, 127))
-            track.notes.append(symusic.Note(tick, hit_ticks, key, vel))
+    humanise(
+        track,
+        hits,
+        np.random.default_rng(style.seed),
+        ticks_per_ms=score_tempo_qpm(score) / 60.0 * tpq / 1000.0,
+        end_tick=end_tick,
+        length_ticks=max(1, tpq // 8),
+        timing_jitter_ms=style.timing_jitter_ms,
+    )
     track.notes.sort()
     return track
 

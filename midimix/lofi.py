@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import pedalboard as pb
-from scipy import signal
 
 from midimix.config import check_range
 
@@ -34,22 +32,22 @@ OPEN_CUTOFF_HZ = 20_000.0  # a low-pass at amount 0 would sit here: above hearin
 class LofiConfig:
     """Depth of each effect at lofi_amount = 1; each is scaled by the amount. 0 turns a step off."""
 
-    lowpass_hz: float = 3_200.0  # warm, rolled-off highs (24 dB/octave ladder filter)
-    resample_hz: float = 11_025.0  # sample-rate reduction of an old sampler, aliasing and all
+    lowpass_hz: float = 3_200.0  # Hz: warm, rolled-off highs (24 dB/octave ladder filter)
+    resample_hz: float = 11_025.0  # Hz: rate of an old sampler, aliasing and all
     bit_depth: float = 10.0  # bit-depth reduction (24 bits at amount 0)
     saturation_db: float = 9.0  # tape saturation drive (tanh), level compensated
     wow_cents: float = 12.0  # slow pitch wobble: a warped record / stretched tape
-    wow_hz: float = 0.5
+    wow_hz: float = 0.5  # how often the slow wobble goes round, per second
     flutter_cents: float = 4.0  # fast pitch wobble of a tape transport
-    flutter_hz: float = 6.0
+    flutter_hz: float = 6.0  # how often the fast wobble goes round, per second
     crackle_per_second: float = 8.0  # vinyl clicks per second
     crackle_db: float = -30.0  # peak level of the loudest clicks, dBFS
     hiss_db: float = -48.0  # RMS level of the hiss, dBFS
     compressor_ratio: float = 3.0  # gentle glue
-    compressor_threshold_db: float = -24.0
-    chorus_mix: float = 0.25  # a little detune and width
-    reverb_wet: float = 0.18  # a small room
-    reverb_room_size: float = 0.35
+    compressor_threshold_db: float = -24.0  # dBFS where the compressor starts to act
+    chorus_mix: float = 0.25  # 0..1: a little detune and width
+    reverb_wet: float = 0.18  # 0..1: level of a small room
+    reverb_room_size: float = 0.35  # 0..1, pedalboard's Reverb room size
     seed: int = 0  # crackle and hiss are random, but the same for the same seed
 
     def __post_init__(self) -> None:
@@ -133,6 +131,8 @@ class VinylNoise:
         self.seed = seed
 
     def noise(self, n: int, sample_rate_hz: float) -> np.ndarray:
+        from scipy import signal
+
         rng = np.random.default_rng(self.seed)
         out = np.zeros(n)
         clicks = rng.poisson(self.crackle_per_second * n / sample_rate_hz)
@@ -173,6 +173,8 @@ def _scaled_log(full: float, open_value: float, amount: float) -> float:
 
 def build_chain(config: LofiConfig, amount: float, sample_rate_hz: float) -> list[Step]:
     """The lo-fi chain for `amount` in [0, 1]. Steps at zero depth are left out."""
+    import pedalboard as pb  # here, not at the top: LofiConfig and --help stay light
+
     check_range("lofi_amount", amount, 0, 1)
     if amount == 0:
         return []
@@ -213,6 +215,8 @@ def build_chain(config: LofiConfig, amount: float, sample_rate_hz: float) -> lis
 
 def lowpass_step(cutoff_hz: float) -> Step:
     """The chain's low-pass alone (24 dB/octave; pedalboard's LowpassFilter is only 6)."""
+    import pedalboard as pb
+
     mode = pb.LadderFilter.Mode.LPF24
     return Step("lowpass", pb.LadderFilter(mode=mode, cutoff_hz=cutoff_hz, resonance=0, drive=1))
 

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 import symusic
 
+from midimix.config import parse_weights
 from midimix.drums import SNARE, DrumStyle, drum_track
 from midimix.errors import ConfigError, InputError
 from midimix.lofi import LofiConfig, apply_chain, build_chain
@@ -25,7 +26,6 @@ from midimix.render import (
     find_soundfont,
     main,
     normalise_loudness,
-    parse_genre_mix,
     plan_layers,
     render,
     render_file,
@@ -126,7 +126,7 @@ def test_lofi_amount_zero_gives_the_clean_render(midi_dir: Path, tmp_path: Path)
 
 
 def test_mix_weights_pick_and_balance_the_instruments(renderer: Renderer, midi_dir: Path) -> None:
-    cfg = config(genre_weights=parse_genre_mix("lofi=0.7,classical=0.3"))
+    cfg = config(genre_weights=parse_weights("lofi=0.7,classical=0.3"))
     renderer.config = cfg
     score, layers, drums_added = renderer.prepare(midi_dir / "four_seconds.mid")
     melodic = {(layer.program, round(layer.gain, 3)) for layer in layers if layer.bank == 0}
@@ -196,7 +196,7 @@ def test_cli_renders_one_file(
     [
         ("no_notes.mid", [], "has no notes"),
         ("not_midi.mid", [], "is not a MIDI file"),
-        ("truncated.mid", [], "is corrupt"),
+        ("truncated.mid", [], "is a corrupt MIDI file"),
         (
             "four_seconds.mid",
             ["--lofi-keys-program", "128"],
@@ -261,7 +261,15 @@ def test_config_checks_name_the_field() -> None:
         config(drums="maybe")
     with pytest.raises(ConfigError, match="bit_depth must be 16 or 24, got 8"):
         config(bit_depth=8)
-    assert parse_genre_mix("lofi,classical") == {"lofi": 0.5, "classical": 0.5}
+    assert config(genre_weights=parse_weights("lofi,classical")).genre_weights == {
+        "lofi": 0.5,
+        "classical": 0.5,
+    }
+    # the command line's text form, read by the same parser
+    assert config(genre_weights="lofi=3,classical=1").genre_weights == {  # type: ignore[arg-type]
+        "lofi": 0.75,
+        "classical": 0.25,
+    }
 
 
 def test_render_many_with_workers_after_rendering_in_process(

@@ -30,6 +30,8 @@ from itertools import permutations
 import numpy as np
 from symusic.core import NoteTick, ScoreTick, TempoTick, TimeSignatureTick, TrackTick
 
+from midimix.drums import CLOSED_HAT, KICK, OPEN_HAT, SNARE, Hit, humanise
+
 GENERATOR_VERSION = "lofi-rules-1"  # change when the rules change: resumed builds then redo
 TICKS_PER_QUARTER = 480
 STEPS_PER_BAR = 16  # sixteenth-note grid of a 4/4 bar
@@ -38,7 +40,7 @@ SWING_RANGE = (0.56, 0.66)  # where the 2nd sixteenth falls inside its eighth (0
 PIECE_SECONDS_RANGE = (24.0, 40.0)  # bars are 8, 12 or 16, chosen to land in this range
 
 EP_PROGRAM, BASS_PROGRAM, VIBES_PROGRAM = 4, 33, 11  # GM: E. Piano 1, Finger Bass, Vibraphone
-KICK, SNARE, CLOSED_HAT, OPEN_HAT = 36, 38, 42, 46  # GM drum keys
+JITTER_LIMIT_MS = 12.0  # humanising never moves a hit further than this
 EP_RANGE = (50, 79)  # D3-G5: where the voicings live
 BASS_RANGE = (33, 52)  # A1-E3
 MELODY_RANGE = (67, 88)  # G4-E6
@@ -309,7 +311,8 @@ class _Writer:
 
     def hit_tick(self, bar: int, step: int, late_ms: float = 0.0, jitter_ms: float = 6.0) -> int:
         """Start tick of a hit: the swung step plus a laid-back offset and random jitter."""
-        offset_ms = late_ms + float(np.clip(self.rng.normal(0.0, jitter_ms), -12.0, 12.0))
+        jitter = np.clip(self.rng.normal(0.0, jitter_ms), -JITTER_LIMIT_MS, JITTER_LIMIT_MS)
+        offset_ms = late_ms + float(jitter)
         tick = bar * self.bar_ticks + step_tick(step, self.traits.swing, self.tpq)
         return max(0, int(round(tick + offset_ms * self.ticks_per_ms)))
 
@@ -385,28 +388,37 @@ def _drum_track(
     traits: LofiTraits, plan: list[BarPlan], writer: _Writer, end_tick: int
 ) -> TrackTick:
     """Boom-bap: kick pattern, snare on 2 and 4 (late), ghost snares, hats, a fill-in open hat."""
-    track = TrackTick("drums", 0, True)
     kicks = KICK_PATTERNS[traits.kick_pattern]
     ghosts = GHOST_STEPS[traits.kick_pattern % len(GHOST_STEPS)]
     hat_step = 4 // traits.hats_per_beat
-    length = writer.tpq // 8
+    hits: list[Hit] = []
     for bar, bar_plan in enumerate(plan):
         if not bar_plan.drums:
             continue
-        hits: list[tuple[int, int, float, float]] = []  # key, step, velocity, late ms
-        hits += [(KICK, s, 100.0 if s == 0 else 88.0, 0.0) for s in kicks]
-        hits += [(SNARE, s, 96.0, 14.0) for s in (4, 12)]
-        hits += [(SNARE, s, 28.0, 10.0) for s in ghosts]  # ghost notes: barely touched
+        bar_hits: list[tuple[int, int, float, float]] = []  # key, step, velocity, late ms
+        bar_hits += [(KICK, s, 100.0 if s == 0 else 88.0, 0.0) for s in kicks]
+        bar_hits += [(SNARE, s, 96.0, 14.0) for s in (4, 12)]
+        bar_hits += [(SNARE, s, 28.0, 10.0) for s in ghosts]  # ghost notes: barely touched
         open_hat = 14 if bar % 4 == 3 else None
         for s in range(0, STEPS_PER_BAR, hat_step):
             key = OPEN_HAT if s == open_hat else CLOSED_HAT
-            hits.append((key, s, 58.0 if s % 4 == 0 else 42.0, 0.0))
-        for key, step, velocity, late_ms in hits:
-            tick = writer.hit_tick(bar, step, late_ms=late_ms, jitter_ms=5.0)
-            if tick < end_tick:
-                spread = 3.0 if velocity < 40 else 7.0
-                track.notes.append(NoteTick(tick, length, key, writer.velocity(velocity, spread)))
-    return track
+            bar_hits.append((key, s, 58.0 if s % 4 == 0 else 42.0, 0.0))
+        on_grid = bar * writer.bar_ticks
+        hits += [
+            Hit(key, on_grid + step_tick(step, traits.swing, writer.tpq), velocity, late_ms,
+                velocity_jitter=3.0 if velocity < 40 else 7.0)
+            for key, step, velocity, late_ms in bar_hits
+        ]  # fmt: skip
+    return humanise(
+        TrackTick("drums", 0, True),
+        hits,
+        writer.rng,
+        ticks_per_ms=writer.ticks_per_ms,
+        end_tick=end_tick,
+        length_ticks=writer.tpq // 8,
+        timing_jitter_ms=5.0,
+        jitter_limit_ms=JITTER_LIMIT_MS,
+    )
 
 
 def _melody_track(

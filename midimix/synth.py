@@ -1,0 +1,211 @@
+"""The FluidSynth synthesizer, driven sample-exactly through ctypes.
+
+One synthesizer is loaded once (the SoundFont takes ~0.4 s to load) and reused for every
+file. We drive it ourselves: a piece's notes, pedals and bends become a sorted list of
+events, and between two events we pull exactly the samples in between, as float32, straight
+into the output buffer. `pyfluidsynth` is imported when a synthesizer is made, not before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from midimix.errors import ConfigError, InputError
+from midimix.instruments import DRUM_BANK, Layer, channel_volume
+from midimix.soundfont import HOW_TO_GET_SOUNDFONT, looks_like_soundfont
+
+# symusic's type stubs are generic placeholders that know no attributes: plain Any here
+Score = Any
+Track = Any
+
+MIN_NOTE_SECONDS = 0.01  # shorter notes would start and stop inside one synth block: silence
+FLUID_FAILED = -1
+SYNTH_BLOCK_SAMPLES = 64  # FluidSynth's internal block (FLUID_BUFSIZE)
+PULL_BLOCK_SAMPLES = 1 << 16  # samples handed to FluidSynth per call
+
+CONTROL, NOTE_OFF, NOTE_ON = 0, 1, 2  # order of events that fall on the same sample
+KIND_CC, KIND_BEND = 0, 1
+
+
+def layer_events(track: Track, channel: int, sample_rate_hz: int) -> np.ndarray:
+    """Rows (sample, order, kind, channel, a, b) of one seconds-time track on one channel."""
+    notes = track.notes.numpy()
+    on = np.round(notes["time"].astype(np.float64) * sample_rate_hz).astype(np.int64)
+    dur = np.maximum(notes["duration"].astype(np.float64), MIN_NOTE_SECONDS)
+    off = np.round((notes["time"] + dur) * sample_rate_hz).astype(np.int64)
+    pitch = notes["pitch"].astype(np.int64)
+    vel = notes["velocity"].astype(np.int64)
+    n = len(on)
+    rows = [
+        np.stack([on, np.full(n, NOTE_ON), np.zeros(n), np.full(n, channel), pitch, vel], 1),
+        np.stack([off, np.full(n, NOTE_OFF), np.zeros(n), np.full(n, channel), pitch, 0 * vel], 1),
+    ]
+    pedals = track.pedals.numpy()
+    if len(pedals["time"]):
+        down = np.round(pedals["time"] * sample_rate_hz).astype(np.int64)
+        up = np.round((pedals["time"] + pedals["duration"]) * sample_rate_hz).astype(np.int64)
+        m = len(down)
+        for at, value in ((down, 127), (up, 0)):
+            cols = [at, np.full(m, CONTROL), np.full(m, KIND_CC), np.full(m, channel)]
+            rows.append(np.stack([*cols, np.full(m, 64), np.full(m, value)], 1))
+    bends = track.pitch_bends.numpy()
+    if len(bends["time"]):
+        at = np.round(bends["time"] * sample_rate_hz).astype(np.int64)
+        m = len(at)
+        cols = [at, np.full(m, CONTROL), np.full(m, KIND_BEND), np.full(m, channel)]
+        rows.append(np.stack([*cols, bends["value"].astype(np.int64), np.zeros(m)], 1))
+    return np.concatenate(rows).astype(np.int64)
+
+
+def sort_events(events: np.ndarray) -> np.ndarray:
+    return events[np.lexsort((events[:, 1], events[:, 0]))]
+
+
+def _silence_fluidsynth_log() -> None:
+    """FluidSynth prints its own errors to stderr; we raise clearer ones instead."""
+    import fluidsynth
+
+    set_log = fluidsynth.cfunc(
+        "fluid_set_log_function",
+        ctypes.c_void_p,
+        ("level", ctypes.c_int, 1),
+        ("fun", ctypes.c_void_p, 1),
+        ("data", ctypes.c_void_p, 1),
+    )
+    for level in range(5):  # PANIC, ERR, WARN, INFO, DBG
+        set_log(level, None, None)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send the C libraries' own stderr to /dev/null for a moment (fd level, not sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class Synthesizer:
+    """One FluidSynth synthesizer with one SoundFont loaded, reused for any number of pieces."""
+
+    def __init__(self, soundfont: Path, sample_rate_hz: int, gain: float) -> None:
+        import fluidsynth
+
+        self.soundfont = Path(soundfont)
+        self.sample_rate_hz = sample_rate_hz
+        if not looks_like_soundfont(self.soundfont):
+            raise InputError(
+                f"{self.soundfont} is not a SoundFont (expected a RIFF 'sfbk' file); "
+                f"{HOW_TO_GET_SOUNDFONT}"
+            )
+        _silence_fluidsynth_log()
+        # FluidSynth's own reverb and chorus run modulators that carry on from one file to the
+        # next, so the same file would not give the same samples twice: they are off, and the
+        # room comes from pedalboard's reverb (a fresh one per file) instead.
+        no_fx = {"synth.reverb.active": 0, "synth.chorus.active": 0}
+        self.synth = fluidsynth.Synth(gain=gain, samplerate=float(sample_rate_hz), **no_fx)
+        with _quiet_stderr():  # libinstpatch prints glib noise on a corrupt file
+            self.sfid = self.synth.sfload(str(self.soundfont))
+        if self.sfid == FLUID_FAILED:
+            self.synth.delete()
+            raise InputError(
+                f"SoundFont {self.soundfont} is corrupt or truncated and cannot be loaded; "
+                f"{HOW_TO_GET_SOUNDFONT}"
+            )
+        self.channels = int(self.synth.get_setting("synth.midi-channels"))
+        self._samples_pulled = 0
+        self._write_float = fluidsynth.cfunc(
+            "fluid_synth_write_float",
+            ctypes.c_int,
+            ("synth", ctypes.c_void_p, 1),
+            ("len", ctypes.c_int, 1),
+            ("lout", ctypes.c_void_p, 1),
+            ("loff", ctypes.c_int, 1),
+            ("lincr", ctypes.c_int, 1),
+            ("rout", ctypes.c_void_p, 1),
+            ("roff", ctypes.c_int, 1),
+            ("rincr", ctypes.c_int, 1),
+        )
+
+    def close(self) -> None:
+        self.synth.delete()
+
+    def __enter__(self) -> Synthesizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def play(self, score: Score, layers: list[Layer], n_samples: int) -> np.ndarray:
+        """Stereo audio (n_samples, 2) float32 of a seconds-time score played by `layers`."""
+        rate = self.sample_rate_hz
+        events = sort_events(
+            np.concatenate(
+                [layer_events(score.tracks[x.track_index], x.channel, rate) for x in layers]
+            )
+        )
+        self._reset(layers)
+        audio = np.zeros((n_samples, 2), dtype=np.float32)
+        position = 0
+        for sample, order, kind, channel, a, b in events.tolist():
+            sample = min(sample, n_samples)
+            if sample > position:
+                self._pull(audio, position, sample)
+                position = sample
+            if order == NOTE_ON:
+                self.synth.noteon(channel, a, b)
+            elif order == NOTE_OFF:
+                self.synth.noteoff(channel, a)
+            elif kind == KIND_CC:
+                self.synth.cc(channel, a, b)
+            else:
+                self.synth.pitch_bend(channel, a)
+        self._pull(audio, position, n_samples)
+        return audio
+
+    def _reset(self, layers: list[Layer]) -> None:
+        """Silence everything left from the last piece, then set this piece's instruments."""
+        self.synth.system_reset()
+        # Voices stopped by the reset fade out over the next blocks, and FluidSynth hands out
+        # what is left of its current 64-sample block first: drain both into a scratch buffer,
+        # so a piece never starts with the last one's end and its events fall on the same
+        # block grid every time (same piece in, same samples out).
+        scratch = np.zeros((SYNTH_BLOCK_SAMPLES, 2), dtype=np.float32)
+        for _ in range(self.sample_rate_hz // SYNTH_BLOCK_SAMPLES):  # 1 s at most
+            if not self.synth.get_active_voice_count():
+                break
+            self._pull(scratch, 0, SYNTH_BLOCK_SAMPLES)
+        leftover = -self._samples_pulled % SYNTH_BLOCK_SAMPLES
+        if leftover:
+            self._pull(scratch, 0, leftover)
+        for layer in layers:
+            if self.synth.program_select(layer.channel, self.sfid, layer.bank, layer.program):
+                kind = "drum kit" if layer.bank == DRUM_BANK else "program"
+                raise ConfigError(
+                    f"SoundFont {self.soundfont.name} has no {kind} {layer.program} "
+                    f"(bank {layer.bank}); choose another General MIDI number"
+                )
+            self.synth.cc(layer.channel, 7, channel_volume(layer.gain))
+
+    def _pull(self, audio: np.ndarray, start: int, stop: int) -> None:
+        """Synthesize samples [start, stop) into `audio` (samples, 2), in place."""
+        base = audio.ctypes.data
+        for begin in range(start, stop, PULL_BLOCK_SAMPLES):
+            length = min(PULL_BLOCK_SAMPLES, stop - begin)
+            pointer = base + begin * 2 * audio.itemsize
+            self._write_float(self.synth.synth, length, pointer, 0, 2, pointer, 1, 2)
+            self._samples_pulled += length
