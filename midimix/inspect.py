@@ -25,6 +25,7 @@ import numpy as np
 from midimix.config import OUT_DIR, check_range
 from midimix.errors import ConfigError, InputError, cli_errors
 from midimix.manifest import atomic_path
+from midimix.options import add_config_arguments, config_from_args, stage_parser
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -38,13 +39,14 @@ DB_FLOOR = -100.0  # dB below the loudest bin where plots stop: below the 16-bit
 
 @dataclass
 class InspectConfig:
-    sample_rate_hz: int | None = None  # None: the file's own rate (spectra reach its Nyquist)
-    offset_seconds: float = 0.0  # where the excerpt starts
+    sample_rate_hz: int | None = None  # resample to this rate; none: the file's own (spectra
+    # reach its Nyquist)
+    offset_seconds: float = 0.0  # where the excerpt starts, in seconds from the file's start
     max_seconds: float = 30.0  # excerpt length: one clip; plots of hours are unreadable
-    n_fft: int = 2048  # STFT window: 93 ms at 22,050 Hz, a usual music resolution
-    hop_length: int = 512  # a quarter window: smooth in time without redundancy
-    n_mels: int = 128  # librosa's default number of mel bands
-    dpi: int = 100
+    n_fft: int = 2048  # STFT window in samples: 93 ms at 22,050 Hz, a usual music resolution
+    hop_length: int = 512  # STFT step in samples: a quarter window, smooth in time
+    n_mels: int = 128  # mel bands of the mel spectrogram (128: librosa's default)
+    dpi: int = 100  # resolution of the PNG files, dots per inch
 
     def __post_init__(self) -> None:
         if self.sample_rate_hz is not None:
@@ -223,32 +225,22 @@ def inspect(audio_path: Path | Sequence[Path], out_dir: Path, config: InspectCon
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = InspectConfig()
-    parser = argparse.ArgumentParser(
-        prog="midimix inspect",
-        description="Draw waveform, spectrum (DFT), spectrogram (STFT) and mel spectrogram of an "
-        "audio file as PNGs; with two files, compare their spectrograms.",
-    )
+    parser = stage_parser("inspect", __doc__)
     parser.add_argument("audio", type=Path, nargs="+", help="one audio file, or two to compare")
-    parser.add_argument("--out-dir", type=Path, default=OUT_DIR / "inspect")
-    parser.add_argument("--sample-rate-hz", type=int, default=None, help="default: the file's")
-    parser.add_argument("--offset-seconds", type=float, default=defaults.offset_seconds)
-    parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds)
-    parser.add_argument("--n-fft", type=int, default=defaults.n_fft)
-    parser.add_argument("--hop-length", type=int, default=defaults.hop_length)
-    parser.add_argument("--n-mels", type=int, default=defaults.n_mels)
-    parser.add_argument("--dpi", type=int, default=defaults.dpi)
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=OUT_DIR / "inspect",
+        help="folder the PNG files are written to (default: %(default)s)",
+    )
+    add_config_arguments(parser, InspectConfig)
     return parser
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = InspectConfig(
-        sample_rate_hz=args.sample_rate_hz, offset_seconds=args.offset_seconds,
-        max_seconds=args.max_seconds, n_fft=args.n_fft, hop_length=args.hop_length,
-        n_mels=args.n_mels, dpi=args.dpi,
-    )  # fmt: skip
+    config = config_from_args(InspectConfig, args)
     for path in args.audio:
         if not path.is_file():
             raise InputError(f"{path} does not exist; expected an audio file")

@@ -9,7 +9,7 @@ import pytest
 from audio_fixtures import tone, write_tone
 
 from midimix.errors import InputError
-from midimix.inspect import VIEWS, InspectConfig, inspect, spectrum_db, view_figure
+from midimix.inspect import VIEWS, InspectConfig, inspect, main, spectrum_db, view_figure
 
 RATE = 22050
 CONFIG = InspectConfig(n_fft=1024, hop_length=256, n_mels=64, dpi=40)
@@ -59,3 +59,18 @@ def test_not_audio_is_a_clear_error(tmp_path: Path) -> None:
     text.write_text("not audio\n" * 30)
     with pytest.raises(InputError, match="notes.wav: not an audio file"):
         inspect(text, tmp_path, CONFIG)
+
+
+def test_command_line_writes_the_views_with_the_flags_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clip = write_tone(tmp_path / "clip.wav", 1.0, RATE)
+    out = tmp_path / "png"
+    assert main([str(clip), "--out-dir", str(out), "--n-fft", "512", "--dpi", "30"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"clip_{v}.png" for v in VIEWS] + ["clip_views.png"]
+    )
+    assert "inspect: wrote 5 PNG files" in capsys.readouterr().out
+    # a hop longer than the window is refused by the config's own check, as one line
+    assert main([str(clip), "--out-dir", str(out), "--n-fft", "512", "--hop-length", "1024"]) == 2
+    assert "hop_length must be in [1, 512], got 1024" in capsys.readouterr().err

@@ -14,14 +14,16 @@ import soundfile as sf
 import symusic
 
 from midimix.config import parse_weights
-from midimix.drums import SNARE, DrumStyle, drum_track
+from midimix.drums import SNARE, DrumStyle, Hit, drum_track, humanise
 from midimix.errors import ConfigError, InputError
 from midimix.lofi import LofiConfig, apply_chain, build_chain
 from midimix.manifest import Manifest
+from midimix.options import config_from_args
 from midimix.render import (
     DRUM_BANK,
     RenderConfig,
     Renderer,
+    build_parser,
     channel_volume,
     find_soundfont,
     main,
@@ -168,6 +170,18 @@ def test_drum_pattern_is_at_the_piece_tempo_with_a_laid_back_snare() -> None:
     assert np.median(late_ms) == pytest.approx(18.0, abs=4.0)
 
 
+def test_humanised_hits_stay_inside_the_piece() -> None:
+    hits = [Hit(36, 0.0, 90.0), Hit(38, 960.0, 90.0, late_ms=30.0), Hit(42, 1900.0, 90.0)]
+    track = symusic.Track("drums", program=0, is_drum=True)
+    rng = np.random.default_rng(0)
+    # jitter of 1 s clipped to 5 ms: the downbeat pushed early lands on tick 0, not before
+    humanise(track, hits, rng, ticks_per_ms=0.96, end_tick=1920, length_ticks=60,
+             timing_jitter_ms=1000.0, jitter_limit_ms=5.0)  # fmt: skip
+    ticks = [n.time for n in track.notes]
+    assert ticks[0] in (0, 5) and 960 + round(25 * 0.96) <= ticks[1] <= 960 + round(35 * 0.96)
+    assert all(0 <= t < 1920 for t in ticks) and all(1 <= n.velocity <= 127 for n in track.notes)
+
+
 def test_render_many_is_resumable_and_records_failures(midi_dir: Path, tmp_path: Path) -> None:
     inputs = [midi_dir / name for name in ("two_seconds.mid", "no_notes.mid", "not_midi.mid")]
     cfg = config(genre_weights={"lofi": 1.0})
@@ -220,6 +234,16 @@ def test_bad_input_gives_one_clear_line_and_exit_2(
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert pytest.importorskip("re").search(message, err)
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_every_lofi_setting_and_the_old_flags_reach_the_config() -> None:
+    argv = ["x.mid", "--genre-mix", "lofi=3,classical=1", "--sample-rate", "22050"]
+    argv += ["--synth-gain", "0.5", "--lofi.lowpass-hz", "1000", "--lofi.seed", "7", "--strings"]
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(RenderConfig, args)
+    assert cfg.genre_weights == {"lofi": 0.75, "classical": 0.25}
+    assert (cfg.sample_rate_hz, cfg.synth_gain, cfg.strings) == (22_050, 0.5, True)
+    assert (cfg.lofi.lowpass_hz, cfg.lofi.seed, cfg.lofi.hiss_db) == (1000.0, 7, -48.0)
 
 
 def test_two_hour_midi_is_refused_before_any_audio_is_made(tmp_path: Path) -> None:
