@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -297,10 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from(args: argparse.Namespace) -> SweepConfig:
-    """The sweep's config from its flags; its --seed seeds the evaluation too unless
-    --evaluate.seed is given."""
+    """The sweep's config from its flags (and --config FILE); a typed --seed seeds the
+    evaluation too unless --evaluate.seed is typed as well."""
     config: SweepConfig = config_from_args(SweepConfig, args)
-    if not hasattr(args, "evaluate.seed"):
+    if hasattr(args, "seed") and not hasattr(args, "evaluate.seed"):
         config.evaluate = dataclasses.replace(config.evaluate, seed=config.seed)
     return config
 
@@ -323,3 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         f"report in {Path(args.out_dir) / 'report.md'}"
     )
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ import pytest
 import torch
 from midi_fixtures import genre_sets, straight_piece, swung_piece, write
 
+from midimix.config import save_config
 from midimix.errors import InputError
 from midimix.evaluate import (
     EvaluateConfig,
@@ -155,7 +156,7 @@ def test_cli_saves_its_settings_and_takes_them_back(
     assert "overlap_bins must be in [2, 1000], got 1" in capsys.readouterr().err
 
 
-def test_sweep_command_line() -> None:
+def test_sweep_command_line(tmp_path: Path) -> None:
     args = ["--model", "m", "--weights", "1,0,0.5", "--methods", "logits,embedding"]
     args += ["--tokens", "t", "--max-tokens-per-bar", "24", "--seed", "4", "--cv-folds", "3"]
     config = config_from(build_parser().parse_args([*args, "--no-plots", "--piano-rolls", "0"]))
@@ -166,6 +167,14 @@ def test_sweep_command_line() -> None:
     assert not config.evaluate.plots
     config = config_from(build_parser().parse_args([*args, "--evaluate.seed", "2"]))
     assert (config.seed, config.evaluate.seed) == (4, 2)
+    saved = save_config(config, tmp_path, "sweep")  # --config gives back both seeds
+    assert (
+        config_from(build_parser().parse_args(["--model", "m", "--config", str(saved)])) == config
+    )
+    again = config_from(
+        build_parser().parse_args(["--model", "m", "--config", str(saved), "--seed", "5"])
+    )
+    assert (again.seed, again.evaluate.seed, again.weights) == (5, 5, (0.0, 0.5, 1.0))
     config = config_from(build_parser().parse_args([*args, "--evaluate.overlap-bins", "9"]))
     assert config.evaluate.overlap_bins == 9
 
