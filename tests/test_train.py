@@ -4,6 +4,7 @@ resuming is exact; two CPU processes train together (DDP); bad inputs get one cl
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import random
@@ -19,10 +20,12 @@ import torch
 from safetensors.torch import load_file
 from symusic.core import NoteTick, ScoreTick, TrackTick
 
+from midimix.config import save_config
 from midimix.errors import ConfigError, MidimixError
 from midimix.model import load_checkpoint
+from midimix.options import config_from_args
 from midimix.tokenize import TokenizeConfig, load_sequences, tokenize
-from midimix.train import TrainConfig, TrainResult, genre_sensitivity, main, train
+from midimix.train import TrainConfig, TrainResult, build_parser, genre_sensitivity, main, train
 
 TPQ = 480
 PIECES_PER_GENRE = 16
@@ -89,6 +92,8 @@ def test_learns_both_genres_and_tells_them_apart(trained: TrainResult, tokens_di
     assert meta["step"] in (40, 80) and meta["val_loss"] == trained.best_val_loss
     assert meta["data_sha256"].keys() == {"sequences.jsonl", "tokenizer.json"}
     assert meta["train_config"]["max_steps"] == 80 and meta["genres"] == ["high", "low"]
+    options = json.loads((trained.run_dir / "train.config.json").read_text())
+    assert options == meta["train_config"]  # the run's options, for --config
     validation = load_sequences(tokens_dir, "validation")
     assert len(validation) == 8  # 4 recordings per genre held out
     assert genre_sensitivity(model, tokenizer, validation, 64) == meta["genre_sensitivity"]
@@ -137,6 +142,8 @@ def test_resume_continues_exactly(tokens_dir: Path, tmp_path: Path) -> None:
         train(
             tokens_dir, tmp_path / "split", quick(max_steps=14, dropout=0.1, lr=1e-3, resume=True)
         )
+    # The refused call leaves the run's options file as the run wrote it.
+    assert json.loads((tmp_path / "split" / "train.config.json").read_text())["lr"] == 3e-3
     with pytest.raises(MidimixError, match="already holds a run; pass --resume"):
         train(tokens_dir, tmp_path / "split", quick(max_steps=14))
     (tmp_path / "split" / "last" / "state.json").write_text('{"train_config": ')
@@ -229,6 +236,41 @@ def test_command_line_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "midimix tokenize" in err
+
+
+BUILD_SCRIPT_FLAGS = (  # scripts/build_default_model.sh's call, with its default knobs
+    "--tokens-dir data/default-build/tokens --run-dir data/default-build/run --preset small "
+    "--max-steps 700 --batch-size 8 --lr 1e-3 --warmup-steps 100 --eval-every 350 "
+    "--stop-after-steps 175 --threads 1 --device auto --no-progress --resume"
+)
+
+
+def test_command_line_builds_the_config_and_takes_a_saved_one_back(tmp_path: Path) -> None:
+    parser = build_parser()
+    assert parser.format_usage().startswith("usage: midimix train ")
+    args = parser.parse_args(BUILD_SCRIPT_FLAGS.split())
+    config = config_from_args(TrainConfig, args)
+    assert (args.tokens_dir, args.run_dir) == (
+        Path("data/default-build/tokens"),
+        Path("data/default-build/run"),
+    )
+    assert config == TrainConfig(
+        preset="small", max_steps=700, batch_size=8, lr=1e-3, warmup_steps=100, eval_every=350,
+        stop_after_steps=175, threads=1, device="auto", progress=False, resume=True,
+    )  # fmt: skip
+    docs = "--preset tiny --max-seq-len 128 --dropout 0.2 --any-prob 0.2 --seed 3 --epochs 4"
+    assert config_from_args(TrainConfig, parser.parse_args(docs.split())) == TrainConfig(
+        preset="tiny", max_seq_len=128, dropout=0.2, any_prob=0.2, seed=3, epochs=4
+    )
+    saved = save_config(config, tmp_path, "train")
+    assert saved == tmp_path / "train.config.json"
+    again = config_from_args(
+        TrainConfig, parser.parse_args(["--config", str(saved), "--lr", "2e-3"])
+    )
+    assert again == dataclasses.replace(config, lr=2e-3)
+    for wrong in (["--max-steps", "3", "--epochs", "2"], ["--device", "tpu"], ["--lr", "nan"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(wrong)
 
 
 def test_log_rows_past_the_resumed_step_are_dropped(tmp_path: Path) -> None:
