@@ -147,11 +147,8 @@ class TrainingRun:
         import torch
 
         self.data, self.tok, self.config = data, data.tokenizer, config
-        self.best_dir, self.last_dir, self.log_path = (
-            run_dir / "best",
-            run_dir / "last",
-            run_dir / "log.csv",
-        )
+        self.best_dir, self.last_dir = run_dir / "best", run_dir / "last"
+        self.log_path = run_dir / "log.csv"
         self.accelerator = make_accelerator(config.device)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main, self.device = self.accelerator.is_main_process, self.accelerator.device
@@ -159,12 +156,7 @@ class TrainingRun:
             local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
             torch.set_num_threads(cpu_threads(config.threads, local_processes))
         self._build()
-        self.state: dict[str, Any] = {
-            "step": 0,
-            "epoch": 0,
-            "batch_in_epoch": 0,
-            "best_val_loss": None,
-        }
+        self.state: dict[str, Any] = dict(step=0, epoch=0, batch_in_epoch=0, best_val_loss=None)
         self.best: dict[str, Any] = {}
         self.unigram_val_loss = unigram_loss(
             [[*ids, self.tok.eos_id] for _, ids in data.train],

@@ -274,7 +274,7 @@ def test_command_line_builds_the_config_and_takes_a_saved_one_back(tmp_path: Pat
 
 
 def test_log_rows_past_the_resumed_step_are_dropped(tmp_path: Path) -> None:
-    from midimix.train import CsvLog
+    from midimix.train_log import CsvLog
 
     log = CsvLog(tmp_path / "log.csv", ["a", "b"], enabled=True)
     for step in (2, 4, 6):
