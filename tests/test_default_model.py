@@ -13,6 +13,7 @@ from symusic import Score
 
 from midimix.evaluate import GenreClassifier
 from midimix.generate import DEFAULT_MODEL_DIR, GenerateConfig, generate
+from midimix.generate.__main__ import audio_renderer
 from midimix.model import load_checkpoint
 
 MAX_MODEL_BYTES = 25 * 1024 * 1024
@@ -32,7 +33,7 @@ def test_default_model_ships_complete_and_small() -> None:
 
 def test_default_mix_is_midi_with_notes_and_audio_at_the_target_loudness(tmp_path: Path) -> None:
     config = GenerateConfig(genre_mix={"lofi": 0.7, "classical": 0.3}, bars=4, seed=3)
-    (piece,) = generate(None, tmp_path, config)
+    (piece,) = generate(out_dir=tmp_path, config=config, render_audio=audio_renderer())
     assert piece.bars == 4
     assert Score(str(piece.midi_path)).note_num() == piece.notes > 0
     assert piece.audio_path is not None
@@ -55,7 +56,7 @@ def p_lofi_by_weight(tmp_path_factory: pytest.TempPathFactory) -> dict[float, fl
         mix = {"lofi": weight, "classical": 1.0 - weight}
         config = GenerateConfig(genre_mix=mix, bars=4, num_samples=6, seed=11, render=False)
         folder = tmp_path_factory.mktemp(f"w{weight:g}")
-        pieces = generate(None, folder, config)
+        pieces = generate(out_dir=folder, config=config)  # the embedded model by default
         probs = classifier.predict_proba([p.midi_path for p in pieces])
         out[weight] = float(np.mean([p["lofi"] for p in probs]))
     return out

@@ -4,8 +4,10 @@ exactly the requested bars; mixes, schedules, prompts, provenance and bad input.
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,22 +15,16 @@ import pytest
 import symusic
 import torch
 
-from midimix import generate as gen
+from midimix.config import save_config
 from midimix.errors import ConfigError, InputError
-from midimix.generate import (
-    GenerateConfig,
-    MixPlan,
-    Sampling,
-    generate,
-    main,
-    parse_genre_mix,
-    parse_schedule,
-    sample_tokens,
-    tokenizer_grammar,
-)
+from midimix.generate import GenerateConfig, generate, parse_genre_mix, parse_schedule
+from midimix.generate.__main__ import audio_renderer, main
 from midimix.manifest import sha256_file
 from midimix.model import build_model, save_checkpoint
+from midimix.sampler import MixPlan, Sampling, sample_tokens, tokenizer_grammar
 from midimix.tokenize import GenreTokenizer, TokenizeConfig
+
+gen = importlib.import_module("midimix.generate")  # the module, whatever `midimix` re-exports
 
 GENRES = ["classical", "lofi"]
 
@@ -140,7 +136,23 @@ def test_config_rejects_bad_values() -> None:
         GenerateConfig(mix_method="average")
     with pytest.raises(ConfigError, match="not both"):
         GenerateConfig(genre_mix={"lofi": 1}, schedule="classical->lofi")
+    with pytest.raises(ConfigError, match="bars or as seconds, not both"):
+        GenerateConfig(bars=4, seconds=8)
+    with pytest.raises(ConfigError, match="empty step"):
+        GenerateConfig(schedule="classical->")  # the schedule's form, before any model loads
     assert GenerateConfig(seconds=9).target_bars == 5  # 2 s per 4/4 bar at 120 BPM
+    assert GenerateConfig(bars=3).target_bars == 3
+    assert GenerateConfig().target_bars == 16
+
+
+def test_genre_mix_text_is_parsed_by_the_config() -> None:
+    assert GenerateConfig(genre_mix="lofi=3,classical=1").genre_mix == {  # type: ignore[arg-type]
+        "lofi": 0.75,
+        "classical": 0.25,
+    }
+    assert GenerateConfig(genre_mix="").genre_mix is None  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="non-negative"):
+        GenerateConfig(genre_mix="lofi=-1")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,11 +291,41 @@ def test_render_writes_audio_with_the_mix(model_dir: Path, tmp_path: Path) -> No
 
     mix = {"lofi": 0.7, "classical": 0.3}
     config = GenerateConfig(genre_mix=mix, bars=2, max_tokens_per_bar=24, device="cpu")
-    piece = generate(model_dir, tmp_path, config)[0]
+    piece = generate(model_dir, tmp_path, config, render_audio=audio_renderer())[0]
     assert piece.audio_path == tmp_path / "mix-lofi70-classical30-seed0.wav"
     info = sf.info(str(piece.audio_path))
     assert info.samplerate == 44_100
     assert info.duration >= piece.seconds  # the whole piece, plus the release tail
+    assert json.loads(piece.provenance_path.read_text())["audio"] == str(piece.audio_path)
+
+
+def test_audio_only_through_the_callback_it_is_given(model_dir: Path, tmp_path: Path) -> None:
+    heard: list[tuple[str, dict[str, float], int]] = []
+
+    def fake_render(midi_path: Path, weights: dict[str, float], seed: int) -> Path:
+        heard.append((midi_path.name, weights, seed))
+        return midi_path.with_suffix(".flac")
+
+    mix = {"lofi": 0.7, "classical": 0.3}
+    (plain,) = generate(model_dir, tmp_path / "a", fast(genre_mix=mix, bars=1, render=True))
+    assert plain.audio_path is None and not list((tmp_path / "a").glob("*.wav"))
+    assert plain.text().endswith(" + .json")
+    (piece,) = generate(
+        out_dir=tmp_path / "b",
+        config=fast(genre_mix=mix, bars=1, seed=4, render=True),
+        model_dir=model_dir,
+        render_audio=fake_render,
+    )
+    assert heard == [("mix-lofi70-classical30-seed4.mid", {"lofi": 0.7, "classical": 0.3}, 4)]
+    assert piece.audio_path == tmp_path / "b" / "mix-lofi70-classical30-seed4.flac"
+    assert piece.text().endswith(" + .flac + .json")
+    generate(model_dir, tmp_path / "c", fast(genre_mix=mix, bars=1), render_audio=fake_render)
+    assert len(heard) == 1  # render=False: the callback is not called
+
+
+def test_config_given_first_is_refused_with_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="write generate\\(config=..., out_dir=...\\)"):
+        generate(GenerateConfig(), tmp_path)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------
@@ -319,6 +361,57 @@ def test_cli_prints_what_it_wrote(
         "lofi-k8-p1-seed3.mid",
     ]
     assert all(line.startswith("wrote ") and "2 bars" in line for line in lines)
+
+
+def test_cli_takes_a_saved_config_and_flags_override_it(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = fast(genre_mix={"lofi": 1.0}, bars=1, seed=5, name="saved")
+    path = save_config(saved, tmp_path, "generate")
+    base = ["--model", str(model_dir), "--out-dir", str(tmp_path / "out"), "--config", str(path)]
+    assert main(base) == 0
+    assert main([*base, "--seed", "6", "--name", "typed", "--genre-mix"]) == 0
+    records = [
+        json.loads((tmp_path / "out" / f"{n}.json").read_text())
+        for n in ("saved-seed5", "typed-seed6")
+    ]
+    assert [r["seed"] for r in records] == [5, 6]
+    assert records[0]["weights"] == {"lofi": 1.0}
+    assert records[1]["weights"] == {"classical": 0.5, "lofi": 0.5}  # the flag alone: equal
+    assert all(r["audio"] is None and r["bars"] == 1 for r in records)
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--bars", "2", "--seconds", "4"],
+        ["--genre-mix", "lofi=1", "--genre-schedule", "classical->lofi"],
+        ["--genre", "lofi", "--genre-mix", "lofi=1"],
+    ],
+    ids=["bars-and-seconds", "mix-and-schedule", "genre-and-mix"],
+)
+def test_cli_refuses_flags_that_exclude_each_other(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(flags)
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_cli_without_the_render_stage_fails_before_generating(
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, "midimix.render", None)  # import midimix.render fails
+    code = main(["--model", str(model_dir), "--out-dir", str(tmp_path), "--bars", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "render stage (midimix.render)" in err and "--no-render" in err
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())  # nothing was generated
 
 
 @pytest.fixture(scope="module")

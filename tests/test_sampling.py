@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from midimix.errors import ConfigError
-from midimix.generate import tokenizer_grammar
+from midimix.generate import MIX_RULES as CONFIG_MIX_RULES
+from midimix.sampler import tokenizer_grammar
 from midimix.sampling import (
+    MIX_RULES,
     Grammar,
     GrammarState,
     advance,
@@ -63,6 +65,12 @@ def test_more_weight_on_b_raises_b_favourite_monotonically(rule: str) -> None:
 def test_unknown_mix_rule_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="product, mixture"):
         combine_logprobs(LOGP, torch.tensor([[0.5, 0.5]]), "average")
+
+
+def test_the_config_offers_exactly_the_rules_the_sampler_knows() -> None:
+    assert CONFIG_MIX_RULES == MIX_RULES  # GenerateConfig's list stays torch-free, so it is a copy
+    for rule in MIX_RULES:
+        combine_logprobs(LOGP, torch.tensor([[0.5, 0.5]]), rule)  # each one runs
 
 
 def test_guidance_formula_and_direction() -> None:
