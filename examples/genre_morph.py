@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from midimix.generate import GenerateConfig, generate
+from midimix import GenerateConfig, generate, render_piece
 
 
 def main() -> None:
@@ -29,7 +29,8 @@ def main() -> None:
     config = GenerateConfig(
         schedule=args.schedule, bars=args.bars, seed=0, render=not args.no_render
     )
-    (piece,) = generate(args.model, args.out_dir, config)
+    render_audio = None if args.no_render else render_piece  # audio: the render stage
+    (piece,) = generate(args.model, args.out_dir, config, render_audio=render_audio)
     print(piece.text())
 
     # The provenance record keeps the weights the sampler used in every bar.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from midimix.generate import GenerateConfig, generate
+from midimix import GenerateConfig, generate, render_piece
 
 
 def main() -> None:
@@ -24,9 +24,9 @@ def main() -> None:
 
     # The mix is a weight per genre; the weights are normalised, so 7/3 would do the same.
     config = GenerateConfig(genre_mix={"lofi": 0.7, "classical": 0.3}, bars=args.bars, seed=0)
-    # model_dir=None picks midimix/default_model/; render=True (the default) also writes the
-    # audio through FluidSynth and the lo-fi effects chain, beside the MIDI file.
-    (piece,) = generate(args.model, args.out_dir, config)
+    # model_dir=None picks midimix/default_model/; render_piece is the render stage
+    # (FluidSynth and the lo-fi effects chain), which writes the audio beside the MIDI file.
+    (piece,) = generate(args.model, args.out_dir, config, render_audio=render_piece)
     print(piece.text())
     print(
         f"MIDI: {piece.midi_path}\naudio: {piece.audio_path}\nprovenance: {piece.provenance_path}"

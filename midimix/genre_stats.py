@@ -5,8 +5,7 @@ Generation keeps its pieces inside these figures (no more notes on one onset tha
 99th percentile, tempos inside their 5th-95th percentile range, time signatures the genres
 use), and the evaluation compares generated pieces with them. They are computed from the
 token sequences, the music exactly as the model saw it (tracks merged, tempos on the
-tokenizer's grid), once at training time, and stored in the model folder as
-`genre_stats.json`.
+tokenizer's grid), once at training time, and stored in the model folder's midimix.json.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from typing import Any
 
 from midimix.errors import InputError
 
-STATS_FILE = "genre_stats.json"
+META_FILE = "midimix.json"  # a model folder's record (midimix.model), where the stats live
+META_KEY = "genre_stats"
 NOTE_PREFIX = "Pitch"  # Pitch_60; PitchDrum too (drums are dropped by the default tokenizer)
 TEMPO_PERCENTILES = (5.0, 95.0)  # the range a genre's pieces are kept in
 MIN_TIME_SIG_SHARE = 0.02  # rarer time signatures count as noise of the source files
@@ -127,24 +127,28 @@ def compute_stats(
     return {genre: genre_stats(pieces) for genre, pieces in sorted(by_genre.items())}
 
 
-def save_stats(stats: Mapping[str, GenreStats], folder: Path) -> Path:
-    from midimix.manifest import atomic_write_json
-
-    path = Path(folder) / STATS_FILE
-    atomic_write_json(path, {genre: asdict(s) for genre, s in stats.items()})
-    return path
+def stats_to_dict(stats: Mapping[str, GenreStats]) -> dict[str, Any]:
+    """JSON-ready, as stored under "genre_stats" in a model folder's midimix.json."""
+    return {genre: asdict(s) for genre, s in stats.items()}
 
 
-def load_stats(folder: Path) -> dict[str, GenreStats] | None:
-    """The stats stored in a model folder; None for a folder trained before they existed."""
-    path = Path(folder) / STATS_FILE
-    if not path.is_file():
-        return None
+def stats_from_dict(data: Any, source: str = "genre_stats") -> dict[str, GenreStats]:
     try:
-        data: Any = json.loads(path.read_text())
-        return {genre: GenreStats(**values) for genre, values in data.items()}
-    except (OSError, ValueError, TypeError, AttributeError) as error:
-        raise InputError(f"{path} is not a readable genre statistics file: {error}") from None
+        return {str(genre): GenreStats(**values) for genre, values in data.items()}
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InputError(f"{source} is not a readable set of genre statistics: {error}") from None
+
+
+def load_stats(model_dir: Path) -> dict[str, GenreStats] | None:
+    """The stats stored in a model folder's midimix.json; None for a model trained before
+    they were stored."""
+    path = Path(model_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    data = meta.get(META_KEY) if isinstance(meta, dict) else None
+    return None if data is None else stats_from_dict(data, f"{path}: {META_KEY}")
 
 
 # ------------------------------------------------------------------------- limits of a mix

@@ -28,6 +28,7 @@ import io
 import json
 import math
 import re
+import textwrap
 import tokenize
 import types
 import typing
@@ -74,36 +75,43 @@ def flag_name(path: str) -> str:
 
 
 def field_comments(cls: type) -> dict[str, str]:
-    """{field: its trailing comment}, plus the comment-only lines that follow a field's line."""
+    """{field: its comment}: the comments inside the field's statement (after `x: int = 1`, or
+    after the closing bracket of a wrapped `field(...)`), plus the comment-only lines that
+    follow it before the next statement."""
     try:
-        source = inspect.getsource(cls)
+        source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):  # no source (a frozen app): flags without help text
         return {}
-    comments: dict[str, str] = {}
-    current: str | None = None
-    body_indent: int | None = None
     field_re = re.compile(r"^(\s+)([A-Za-z_]\w*)\s*:(?!=)")
     lines = source.splitlines()
-    line_comments: dict[int, str] = {}
+    comments: dict[str, list[str]] = {}
+    current: str | None = None  # the field whose statement or trailing comments we are in
+    body_indent: int | None = None
+    statement_start: int | None = None
     try:
         for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            row = tok.start[0] - 1
+            if tok.type in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.ENDMARKER):
+                continue
             if tok.type == tokenize.COMMENT:
-                line_comments[tok.start[0] - 1] = tok.string.lstrip("#").strip()
+                if current is not None:
+                    comments.setdefault(current, []).append(tok.string.lstrip("#").strip())
+                continue
+            if tok.type == tokenize.NEWLINE:
+                statement_start = None
+                continue
+            if statement_start is None:  # the first token of a statement
+                statement_start = row
+                match = field_re.match(lines[row])
+                indent = len(match.group(1)) if match else -1
+                if match and (body_indent is None or indent == body_indent):
+                    body_indent = indent
+                    current = match.group(2)
+                else:
+                    current = None  # a method, a docstring, a nested block: no field's help
     except (tokenize.TokenError, IndentationError):
         return {}
-    for number, line in enumerate(lines):
-        match = field_re.match(line)
-        if match and (body_indent is None or len(match.group(1)) == body_indent):
-            body_indent = len(match.group(1))
-            current = match.group(2)
-            if number in line_comments:
-                comments[current] = line_comments[number]
-        elif current and line.strip().startswith("#") and number in line_comments:
-            text = line_comments[number]
-            comments[current] = f"{comments[current]} {text}" if current in comments else text
-        elif line.strip() and not line.strip().startswith("#"):
-            current = None  # a method or a blank-free statement ends a field's comment block
-    return comments
+    return {name: " ".join(parts) for name, parts in comments.items()}
 
 
 # ---------------------------------------------------------------------------- types

@@ -21,11 +21,18 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midimix.config import check_range, config_to_dict, parse_genre_paths
+from midimix.audio import AUDIO_SUFFIXES
+from midimix.config import (
+    MIDI_SUFFIXES,
+    check_range,
+    config_to_dict,
+    parse_genre_paths,
+    parse_weights,
+)
 from midimix.errors import ConfigError, InputError, cli_errors
 from midimix.manifest import (
     Item,
@@ -37,9 +44,8 @@ from midimix.manifest import (
     run_items,
     sha256_file,
 )
+from midimix.options import add_config_arguments, config_from_args, option, stage_parser
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".aif", ".aiff", ".opus")
-MIDI_SUFFIXES = (".mid", ".midi")
 # "midi" copies the user's own MIDI files beside the transcriptions.
 STAGE_NAMES = (
     "collect",
@@ -54,37 +60,64 @@ STAGE_NAMES = (
 STATE_FILE = "pipeline-state.json"  # out/: what generate and evaluate last made, and from what
 
 
+_DATA, _TRAIN, _PIECE = "data", "training", "generated piece and report"
+
+
 @dataclass
 class PipelineConfig:
-    data_dir: Path = Path("data")  # every stage's folder lives under it
-    run_name: str = "model"  # the model is written to data_dir/runs/<run_name>/best
-    preset: str = "small"  # model size: tiny (a quick look), small (CPU), base (GPU)
-    max_steps: int = 0  # training steps; 0: `epochs` passes over the data
-    epochs: int = 10  # training passes when max_steps is 0 (the training stage's default)
-    batch_size: int = 16
-    eval_every: int = 200  # training steps between validation + resume checkpoints
-    min_pieces_per_genre: int = 4  # fewer clips / MIDI files than this: too little to train on
-    clip_seconds: float = 30.0  # prepare: the clip length (basic-pitch's notes use 30 s)
+    """The pipeline's own settings; each is handed to the stage that uses it, whose config
+    checks its range (so the ranges are declared once, in the stages)."""
+
+    data_dir: Path = Path("data")  # working folder; every stage's folder lives under it
     workers: int = 1  # worker processes for the batch stages
-    hpss: bool = False  # transcribe: drop percussion before transcription
-    genre_mix: dict[str, float] | None = None  # the piece to generate; None: equal weights
-    bars: int = 16  # length of the generated piece
-    seed: int = 0
-    render: bool = True  # render the generated piece to audio
-    evaluate: bool = True  # write the evaluation report of the generated piece
-    plots: bool = True  # evaluation PNGs (piano rolls, feature distributions)
-    progress: bool = True
+    seed: int = 0  # random seed of tokenize, train, generate and evaluate
+    progress: bool = True  # progress bars and stage headers
+    min_pieces_per_genre: int = field(
+        default=4, metadata=option(aliases=("--min-pieces",), group=_DATA)
+    )  # clips / MIDI files each genre needs at least; fewer is too little to train on
+    clip_seconds: float = field(
+        default=30.0, metadata=option(group=_DATA)
+    )  # prepare: the clip length in seconds
+    hpss: bool = field(
+        default=False, metadata=option(group=_DATA)
+    )  # transcribe: drop percussion before transcription
+    run_name: str = field(
+        default="model", metadata=option(group=_TRAIN)
+    )  # the model is written to DATA_DIR/runs/RUN_NAME/best
+    preset: str = field(
+        default="small", metadata=option(group=_TRAIN, choices=("tiny", "small", "base"))
+    )  # model size: tiny (a quick look), small (CPU), base (GPU)
+    max_steps: int = field(
+        default=0, metadata=option(group=_TRAIN, exclusive="length")
+    )  # training steps; 0: --epochs passes over the data
+    epochs: int = field(
+        default=10, metadata=option(group=_TRAIN, exclusive="length")
+    )  # training passes when --max-steps is 0
+    batch_size: int = field(
+        default=16, metadata=option(group=_TRAIN)
+    )  # training chunks per process per step
+    eval_every: int = field(
+        default=200, metadata=option(group=_TRAIN)
+    )  # training steps between validation + resume checkpoints
+    genre_mix: dict[str, float] | None = field(
+        default=None, metadata=option(group=_PIECE, parse=parse_weights, metavar="MIX")
+    )  # mix of the generated piece, e.g. lofi=0.7,classical=0.3; none: equal weights
+    bars: int = field(
+        default=16, metadata=option(group=_PIECE)
+    )  # length of the generated piece, in bars
+    render: bool = field(
+        default=True, metadata=option(group=_PIECE)
+    )  # render the generated piece to audio
+    evaluate: bool = field(
+        default=True, metadata=option(group=_PIECE)
+    )  # write the evaluation report of the generated piece
+    plots: bool = field(
+        default=True, metadata=option(group=_PIECE)
+    )  # evaluation PNGs (piano rolls, feature distributions)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
-        check_range("max_steps", self.max_steps, 0)
-        check_range("epochs", self.epochs, 1)
-        check_range("batch_size", self.batch_size, 1, 65536)
-        check_range("eval_every", self.eval_every, 1)
         check_range("min_pieces_per_genre", self.min_pieces_per_genre, 2)
-        check_range("clip_seconds", self.clip_seconds, 5.0, 600.0)
-        check_range("workers", self.workers, 1, 256)
-        check_range("bars", self.bars, 1, 4096)
 
 
 @dataclass
@@ -139,7 +172,8 @@ def scan_inputs(genres: Mapping[str, Path]) -> dict[str, GenreInputs]:
         midi = [p for p in files if p.suffix.lower() in MIDI_SUFFIXES]
         if not audio and not midi:
             raise InputError(
-                f"genre {genre!r}: no audio ({', '.join(AUDIO_SUFFIXES)}) or MIDI (.mid, .midi) "
+                f"genre {genre!r}: no audio ({', '.join(AUDIO_SUFFIXES)}) or MIDI "
+                f"({', '.join(MIDI_SUFFIXES)}) "
                 f"files in {path} ({len(files)} other files); point it at your music folder"
             )
         found[genre] = GenreInputs(audio, midi)
@@ -355,6 +389,7 @@ def _done(out_dir: Path, stage: str, key: str, outputs: list[str]) -> Any:
 def _generate(model_dir: Path, out_dir: Path, config: Any) -> list[dict[str, str]]:
     """The mixed piece(s); skipped when this model and these options already made them."""
     from midimix.generate import generate
+    from midimix.render import render_piece
 
     settings = {k: v for k, v in config_to_dict(config).items() if k not in ("device", "threads")}
     key = params_hash({"model": sha256_file(model_dir / "model.safetensors"), **settings})
@@ -369,7 +404,9 @@ def _generate(model_dir: Path, out_dir: Path, config: Any) -> list[dict[str, str
             "audio": str(p.audio_path) if p.audio_path else "",
             "text": p.text(),
         }
-        for p in generate(model_dir, out_dir, config)
+        for p in generate(
+            model_dir, out_dir, config, render_audio=render_piece if config.render else None
+        )
     ]
     _save_state(out_dir, "generate", key, pieces)
     return pieces
@@ -407,13 +444,7 @@ def _evaluate(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = PipelineConfig()
-    p = argparse.ArgumentParser(
-        prog="midimix pipeline",
-        description="Run every stage, from one folder of audio and/or MIDI per genre to a "
-        "trained genre-mixing model, a mixed piece (MIDI + audio) and an evaluation report. "
-        "Interrupted runs continue where they stopped when run again with the same options.",
-    )
+    p = stage_parser("pipeline", __doc__)
     p.add_argument(
         "--genre",
         action="append",
@@ -421,126 +452,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=PATH",
         help="a genre and its folder of audio, MIDI or both; give it once per genre (>= 2)",
     )
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        default=d.data_dir,
-        help="working folder; every stage's folder lives under it (%(default)s)",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=d.workers,
-        help="worker processes for the batch stages (%(default)s)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=d.seed,
-        help="random seed of tokenize, train, generate and evaluate (%(default)s)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    data = p.add_argument_group("data")
-    data.add_argument(
-        "--min-pieces",
-        type=int,
-        default=d.min_pieces_per_genre,
-        help="clips / MIDI files each genre needs at least; fewer is too little to train on "
-        "(%(default)s)",
-    )
-    data.add_argument(
-        "--clip-seconds",
-        type=float,
-        default=d.clip_seconds,
-        help="prepare: the clip length in seconds (%(default)s)",
-    )
-    data.add_argument(
-        "--hpss", action="store_true", help="transcribe: drop percussion before transcription"
-    )
-    training = p.add_argument_group("training")
-    training.add_argument(
-        "--run-name",
-        default=d.run_name,
-        help="the model is written to DATA_DIR/runs/RUN_NAME/best (%(default)s)",
-    )
-    training.add_argument(
-        "--preset",
-        default=d.preset,
-        help="model size: tiny (a quick look), small (CPU), base (GPU) (%(default)s)",
-    )
-    training.add_argument(
-        "--max-steps",
-        type=int,
-        default=d.max_steps,
-        help="training steps; 0: --epochs passes over the data (%(default)s)",
-    )
-    training.add_argument(
-        "--epochs",
-        type=int,
-        default=d.epochs,
-        help="training passes when --max-steps is 0 (%(default)s)",
-    )
-    training.add_argument(
-        "--batch-size",
-        type=int,
-        default=d.batch_size,
-        help="training chunks per process per step (%(default)s)",
-    )
-    training.add_argument(
-        "--eval-every",
-        type=int,
-        default=d.eval_every,
-        help="training steps between validation + resume checkpoints (%(default)s)",
-    )
-    output = p.add_argument_group("generated piece and report")
-    output.add_argument(
-        "--genre-mix",
-        default=None,
-        help="mix of the generated piece, e.g. lofi=0.7,classical=0.3 (default: equal weights)",
-    )
-    output.add_argument(
-        "--bars",
-        type=int,
-        default=d.bars,
-        help="length of the generated piece, in bars (%(default)s)",
-    )
-    output.add_argument("--no-render", action="store_true", help="write MIDI only, no audio")
-    output.add_argument("--no-evaluate", action="store_true", help="skip the evaluation report")
-    output.add_argument(
-        "--no-plots",
-        action="store_true",
-        help="evaluation report without PNGs (piano rolls, feature distributions)",
-    )
+    add_config_arguments(p, PipelineConfig)
     return p
 
 
 @cli_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from midimix.config import parse_weights
-
     genres = parse_genre_paths(args.genre)
-    config = PipelineConfig(
-        data_dir=args.data_dir,
-        run_name=args.run_name,
-        preset=args.preset,
-        max_steps=args.max_steps,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        eval_every=args.eval_every,
-        min_pieces_per_genre=args.min_pieces,
-        clip_seconds=args.clip_seconds,
-        workers=args.workers,
-        hpss=args.hpss,
-        genre_mix=parse_weights(args.genre_mix) if args.genre_mix else None,
-        bars=args.bars,
-        seed=args.seed,
-        render=not args.no_render,
-        evaluate=not args.no_evaluate,
-        plots=not args.no_plots,
-        progress=not args.no_progress,
-    )
-    result = run(genres, config)
+    result = run(genres, config_from_args(PipelineConfig, args))
     print(result.text())
     return 1 if result.failures else 0
 

@@ -183,6 +183,14 @@ def render(midi_path: Path, out_path: Path, config: RenderConfig | None = None) 
     return render_file(midi_path, out_path, config or RenderConfig()).path
 
 
+def render_piece(midi_path: Path, weights: dict[str, float], seed: int = 0) -> Path:
+    """<stem>.wav beside a generated <stem>.mid, instruments and lo-fi depth following the
+    mix's weights: the `render_audio` callback that `generate` takes."""
+    positive = {genre: weight for genre, weight in weights.items() if weight > 0}
+    config = RenderConfig(genre_weights=positive or None, seed=seed)
+    return render(midi_path, Path(midi_path).with_suffix(".wav"), config)
+
+
 def render_file(midi_path: Path, out_path: Path, config: RenderConfig) -> RenderResult:
     """Like `render`, with the measurements (duration, LUFS, peak, instruments)."""
     return _renderer_for(config).render(Path(midi_path), Path(out_path))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from midimix.config import config_to_dict
 from midimix.errors import ConfigError, MidimixError
+from midimix.genre_stats import compute_stats, stats_to_dict
 from midimix.manifest import sha256_file
 from midimix.train_log import CsvLog, Meter
 from midimix.train_state import check_resume, read_state, restore, rng_state, save_last
@@ -162,6 +163,9 @@ class TrainingRun:
             [[*ids, self.tok.eos_id] for _, ids in data.train],
             [[*ids, self.tok.eos_id] for _, ids in data.validation],
             self.tok.vocab_size,
+        )
+        self.genre_stats = stats_to_dict(  # what generation keeps its pieces within
+            compute_stats(data.train, [self.tok.base_tokens(i) for i in range(self.tok.vocab_size)])
         )
         self.log: CsvLog | None = None
         self.tokens_seen, self.step_seconds = 0, 0.0  # this call's training throughput
@@ -324,6 +328,7 @@ class TrainingRun:
             "max_seq_len": config.seq_len,
             "num_parameters": self.num_parameters,
             "unigram_val_loss": self.unigram_val_loss,
+            "genre_stats": self.genre_stats,
         }
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -15,7 +16,8 @@ from midimix.genre_stats import (
     mix_time_signatures,
     percentile,
     piece_facts,
-    save_stats,
+    stats_from_dict,
+    stats_to_dict,
 )
 
 
@@ -66,6 +68,7 @@ def test_stats_round_trip_through_the_model_folder(tmp_path) -> None:  # type: i
     assert sorted(stats) == ["classical", "lofi"]
     assert stats["lofi"].pieces == 2 and stats["lofi"].duplicate_share == 0.25
     assert stats["lofi"].tempo_bpm_p50 == 68.4
-    save_stats(stats, tmp_path)
+    assert stats_from_dict(json.loads(json.dumps(stats_to_dict(stats)))) == stats
+    (tmp_path / "midimix.json").write_text(json.dumps({"genre_stats": stats_to_dict(stats)}))
     assert load_stats(tmp_path) == stats
     assert load_stats(tmp_path / "missing") is None

@@ -4,16 +4,14 @@ The stage (`midimix.generate`) writes MIDI and provenance and never imports a la
 command line passes it the render stage as its audio callback, so each piece also gets
 <stem>.wav (instruments and lo-fi depth following the mix). From Python:
 
-    from midimix.generate import GenerateConfig, generate
-    from midimix.generate.__main__ import audio_renderer
+    from midimix import GenerateConfig, generate, render_piece
 
-    generate(config=GenerateConfig(genre_mix={"lofi": 0.7}), render_audio=audio_renderer())
+    generate(config=GenerateConfig(genre_mix={"lofi": 0.7}), render_audio=render_piece)
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from midimix.errors import DependencyError, cli_errors
 from midimix.generate import GenerateConfig, RenderAudio, build_parser, generate
@@ -25,7 +23,7 @@ def audio_renderer() -> RenderAudio:
     rendered with the mix's weights and the run's seed. Raises DependencyError, naming what to
     install, when the render stage cannot be imported."""
     try:
-        from midimix.render import RenderConfig, render
+        from midimix.render import render_piece
     except ImportError as error:
         missing = error.name or "one of its dependencies"
         raise DependencyError(
@@ -33,13 +31,7 @@ def audio_renderer() -> RenderAudio:
             f"imported: {missing} is missing ({error}); install midimix with its dependencies "
             f"(pip install -e .), or pass --no-render to write MIDI only"
         ) from error
-
-    def render_with_mix(midi_path: Path, weights: dict[str, float], seed: int) -> Path:
-        positive = {genre: weight for genre, weight in weights.items() if weight > 0}
-        config = RenderConfig(genre_weights=positive, seed=seed)
-        return render(midi_path, midi_path.with_suffix(".wav"), config)
-
-    return render_with_mix
+    return render_piece
 
 
 @cli_errors
