@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 need_apt=()
 need_venv=""
 PY=${PYTHON:-python3}
-# python3-venv: Debian splits venv/ensurepip out of python3.
+# python3-venv: Debian splits venv/ensurepip out of python3. chromium + chromium-driver: the
+# studio's browser test (selenium drives /usr/bin/chromedriver; no browser is downloaded).
 $PY -c "import ensurepip, venv" 2>/dev/null || need_venv=1
-for pkg in fluidsynth libfluidsynth3 fluid-soundfont-gm ffmpeg ${need_venv:+python3-venv}; do
+for pkg in fluidsynth libfluidsynth3 fluid-soundfont-gm ffmpeg chromium chromium-driver \
+    ${need_venv:+python3-venv}; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -26,7 +28,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/pip install -q --upgrade pip
     # The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
     .venv/bin/pip install -q torch==2.13.0
-    .venv/bin/pip install -q -e '.[dev,download]'
+    .venv/bin/pip install -q -e '.[dev,download,studio]'
     # basic-pitch 0.4.0 pins tensorflow and an old resampy; its ONNX model runs on
     # onnxruntime, whose real needs pyproject.toml lists, so install it without deps.
     .venv/bin/pip install -q --no-deps basic-pitch==0.4.0
