@@ -58,12 +58,12 @@ class Studio:
     """The state behind the page: the models on offer, the loaded ones, the audio renderer."""
 
     def __init__(self, config: StudioConfig, render_audio: RenderAudio | None = None) -> None:
-        from midimix.generate.__main__ import audio_renderer
+        from midimix.render import render_piece
 
         self.config = config
         self.models = find_models(config.runs_dir)
         self.cache = ModelCache(threads=config.threads)
-        self.render_audio = render_audio if render_audio is not None else audio_renderer()
+        self.render_audio = render_audio if render_audio is not None else render_piece
 
     def genres(self, model_name: str) -> list[str]:
         return self.cache.get(model_folder(model_name, self.models)).genres
@@ -82,7 +82,7 @@ class Studio:
         prompt = None
         if upload:
             prompt = check_upload(Path(upload), self.config.max_upload_bytes)
-        config = request_config(request, prompt)
+        config = request_config(request, prompt, self.config.threads)
         return run_request(loaded, config, self.config.out_dir, self.render_audio, say)
 
 
@@ -170,9 +170,13 @@ def build_app(studio: Studio) -> gr.Blocks:
                         label="where it landed", lines=2, interactive=False, elem_id="summary"
                     )
                     audio = gr.Audio(
-                        label="lo-fi rendering", type="filepath", interactive=False,
+                        label="lo-fi rendering",
+                        type="filepath",
+                        interactive=False,
                         elem_id="audio",
-                    )  # fmt: skip
+                        # the browser's own player (a plain <audio> element), no waveform
+                        waveform_options=gr.WaveformOptions(show_recording_waveform=False),
+                    )
                     roll = gr.Image(label="piano roll", type="filepath", elem_id="roll")
                     files = gr.File(
                         label="downloads: MIDI, audio, provenance JSON",
@@ -275,11 +279,12 @@ def free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def launch(config: StudioConfig, block: bool = True) -> gr.Blocks:
+def launch(config: StudioConfig, block: bool = True, studio: Studio | None = None) -> gr.Blocks:
     """Build the page and serve it on config.host:config.port (sharing off), one request at a
     time; `block=False` returns at once with the server running (tests), its address in
-    `app.local_url`."""
-    studio = Studio(config)
+    `app.local_url`. `studio`: an existing one, with its models already loaded."""
+    studio = studio or Studio(config)
+    config = studio.config
     app = build_app(studio)
     app.queue(default_concurrency_limit=1)
     config.out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,13 @@
-"""The work behind the studio page, without Gradio: which models there are, keeping them
-loaded, checking an upload, turning the page's controls into a `GenerateConfig`, and one
-request from settings to MIDI, audio, provenance, piano roll and P(genre).
+"""The work behind the studio page, without Gradio: which models there are, what each one
+offers (its genres, its genre classifier), checking an upload, turning the page's controls into
+a `GenerateConfig`, and one request from settings to MIDI, audio, provenance, piano roll and
+P(genre).
 
-A request generates exactly what `midimix.generate.generate` would with the same config and
-seed (the tests compare the notes); the difference is that the model stays loaded between
-requests, so the same steps are composed here over a cached model. Audio comes from the render
-stage as generate's `render_audio` callback, as on the command line.
+A request is `midimix.generate.generate` itself, with the render stage's `render_piece` as its
+audio callback (as on the command line), so the page writes exactly the library's piece for the
+same settings and seed. The synthesizer stays loaded in the render stage; each model's
+tokenizer and classifier stay loaded here (generate reads the checkpoint again per request, a
+tenth of a second warm).
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 from midimix.errors import InputError, MidimixError
 
 if TYPE_CHECKING:
-    from transformers import GPT2LMHeadModel
-
     from midimix.classifier import GenreClassifier
     from midimix.generate import GenerateConfig, GeneratedPiece, RenderAudio
     from midimix.tokenize import GenreTokenizer
@@ -87,8 +87,10 @@ def sweep_figure(folder: Path) -> Path | None:
 
 @dataclass
 class LoadedModel:
+    """What the page needs of a model folder, read once: it is a model, its genres, its
+    genre classifier."""
+
     folder: Path
-    model: GPT2LMHeadModel
     tokenizer: GenreTokenizer
     meta: dict[str, Any]
     classifier: GenreClassifier | None  # from the folder's genre_classifier.json, if any
@@ -119,8 +121,8 @@ class ModelCache:
 
 
 def load_model(folder: Path, threads: int = 1) -> LoadedModel:
-    """Model, tokenizer, metadata and genre classifier of a model folder; a MidimixError
-    saying what is wrong with a folder that is not a model."""
+    """Tokenizer, metadata and genre classifier of a model folder, checked by loading the
+    checkpoint once; a MidimixError saying what is wrong with a folder that is not a model."""
     import torch
 
     from midimix.classifier import GenreClassifier
@@ -129,7 +131,7 @@ def load_model(folder: Path, threads: int = 1) -> LoadedModel:
     if threads > 0:
         torch.set_num_threads(threads)
     with quiet_transformers():
-        model, tokenizer, meta = load_checkpoint(folder, "cpu")
+        _, tokenizer, meta = load_checkpoint(folder, "cpu")
     if not tokenizer.genres:
         raise InputError(
             f"the model in {folder.name} has no genre tokens, so it cannot mix genres; pick a "
@@ -140,7 +142,7 @@ def load_model(folder: Path, threads: int = 1) -> LoadedModel:
         if (folder / name).is_file():
             classifier = GenreClassifier.load(folder / name)
             break
-    return LoadedModel(folder, model, tokenizer, meta, classifier)
+    return LoadedModel(folder, tokenizer, meta, classifier)
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,7 +164,9 @@ class StudioRequest:
     seed: int = 0
 
 
-def request_config(request: StudioRequest, prompt: Path | None = None) -> GenerateConfig:
+def request_config(
+    request: StudioRequest, prompt: Path | None = None, threads: int = 1
+) -> GenerateConfig:
     """The `GenerateConfig` of a request (ConfigError for zero weights or a bad schedule)."""
     from midimix.generate import GenerateConfig
 
@@ -185,6 +189,7 @@ def request_config(request: StudioRequest, prompt: Path | None = None) -> Genera
         seed=int(request.seed),
         bars=int(request.bars),
         prompt=prompt,
+        threads=threads,
     )
 
 
@@ -244,68 +249,6 @@ class StudioResult:
         return "\n".join(lines)
 
 
-def generate_piece(
-    loaded: LoadedModel,
-    config: GenerateConfig,
-    out_dir: Path,
-    render_audio: RenderAudio | None,
-    report: Report = _silent,
-) -> GeneratedPiece:
-    """One piece with the loaded model: the steps of `midimix.generate.generate`, over a
-    model that stays loaded, with the same sampling (same seed, same notes)."""
-    from midimix.generate import (
-        MixPlan,
-        Sampling,
-        _write_piece,
-        output_stem,
-        prompt_ids,
-        provenance,
-        sample_tokens,
-        tokenizer_grammar,
-        weight_table,
-    )
-
-    tokenizer = loaded.tokenizer
-    genres, table = weight_table(config, loaded.genres, config.target_bars)
-    plan = MixPlan(
-        method=config.mix_method,
-        genre_ids=[tokenizer.genre_id(g) for g in genres],
-        weights=table,
-        rule=config.mix_rule,
-        guidance=config.guidance,
-        any_id=tokenizer.any_id,
-    )
-    if config.prompt is not None:
-        report(0.05, "reading the prompt")
-    prompt = prompt_ids(config.prompt, tokenizer, out_dir) if config.prompt else []
-    sampling = Sampling(
-        config.temperature, config.top_k, config.top_p, config.seed, config.max_tokens_per_bar
-    )
-    report(0.1, f"sampling {config.target_bars} bars")
-    start = time.perf_counter()
-    result = sample_tokens(
-        loaded.model,
-        tokenizer_grammar(tokenizer),
-        plan,
-        sampling,
-        bos_id=tokenizer.bos_id,
-        num_samples=1,
-        target_bars=config.target_bars,
-        prompt_ids=prompt,
-    )
-    wall_seconds = time.perf_counter() - start
-    record = provenance(config, loaded.folder, loaded.meta, tokenizer, genres, table, prompt)
-    record["device"] = "cpu"
-    record["wall_seconds"] = round(wall_seconds, 3)
-    record["tokens_per_second"] = round(len(result.ids[0]) / max(wall_seconds, 1e-9), 1)
-    record["made_by"] = "midimix studio"
-    report(0.7, "writing MIDI and rendering audio")
-    stem = out_dir / output_stem(config, record["weights"], 0)
-    return _write_piece(
-        tokenizer, prompt + result.ids[0], result.bars[0], stem, record, render_audio
-    )
-
-
 def run_request(
     loaded: LoadedModel,
     config: GenerateConfig,
@@ -314,11 +257,13 @@ def run_request(
     report: Report = _silent,
 ) -> StudioResult:
     """Generate, render, draw and score one piece into `out_dir`."""
+    from midimix.generate import generate
     from midimix.studio.pianoroll import draw_piano_roll
 
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    piece = generate_piece(loaded, config, out_dir, render_audio, report)
+    report(0.1, f"sampling {config.bars} bars, then rendering the audio")
+    piece = generate(loaded.folder, out_dir, config, render_audio=render_audio)[0]
     report(0.9, "drawing the piano roll and scoring the piece")
     roll = draw_piano_roll(piece.midi_path, piece.midi_path.with_suffix(".png"))
     p_genre = None
