@@ -178,6 +178,19 @@ def mix_tempo_range(
     return (low, high)
 
 
+def mix_median_tempo(stats: Mapping[str, GenreStats], weights: Mapping[str, float]) -> float | None:
+    """The weighted mean of the genres' median tempos (None when no genre has tempos)."""
+    known = {
+        g: w
+        for g, w in weights.items()
+        if w > 0 and g in stats and stats[g].tempo_bpm_p50 is not None
+    }
+    total = sum(known.values())
+    if not total:
+        return None
+    return sum(w * (stats[g].tempo_bpm_p50 or 0.0) for g, w in known.items()) / total
+
+
 def mix_time_signatures(stats: Mapping[str, GenreStats], weights: Mapping[str, float]) -> set[str]:
     """Time signatures whose weighted share in the mix reaches MIN_TIME_SIG_SHARE."""
     known = {g: w for g, w in weights.items() if g in stats and w > 0}

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import GPT2LMHeadModel
 
-    from midimix.sampling import Grammar
+    from midimix.sampling import BarLimits, Grammar
     from midimix.tokenize import GenreTokenizer
 
 
@@ -37,6 +37,7 @@ class MixPlan:
     rule: str = "product"
     guidance: float = 0.0
     any_id: int = -1  # Genre_any, the guidance row's condition
+    limits: BarLimits | None = None  # what each bar's mix allows (genre statistics)
 
     @property
     def conditions(self) -> int:
@@ -176,6 +177,14 @@ def sample_tokens(
         max_new_tokens = (target_bars or 1) * (sampling.max_tokens_per_bar + bound) + bound
     weights = plan.weights.to(device)
     n_weight_rows = weights.shape[0]
+    limits = plan.limits
+    if limits is not None:
+        limits = dataclasses.replace(
+            limits, onset_cap=limits.onset_cap.to(device), allowed=limits.allowed.to(device)
+        )
+
+    def row_limits(bar_index: torch.Tensor) -> Any:
+        return None if limits is None else limits.rows(bar_index.clamp(max=n_weight_rows - 1))
 
     # every fed id, prompt first: the sliding window and cache rebuilds read from here
     history = torch.zeros(
@@ -192,7 +201,9 @@ def sample_tokens(
         while steps < max_new_tokens:
             steps += 1
             scores = _mixed_scores(logits, plan, weights[bar_index])
-            allowed = grammar_mask(grammar, st, target_bars, sampling.max_tokens_per_bar)
+            allowed = grammar_mask(
+                grammar, st, target_bars, sampling.max_tokens_per_bar, row_limits(bar_index)
+            )
             scores = mask_scores(scores, allowed)
             scores = apply_top_p(
                 apply_top_k(apply_temperature(scores, sampling.temperature), sampling.top_k),
@@ -241,6 +252,8 @@ def _prompt_state(grammar: Grammar, prompt: list[int], rows: int, device: Any) -
         cur_pos=int(st.cur_pos[0]),
         bar_limit=int(st.bar_limit[0]),
     )
+    state.onset_pitches[:] = st.onset_pitches[0]  # the prompt's last onset stays clean too
+    state.tempo_id[:] = st.tempo_id[0]
     for f in dataclasses.fields(state):
         setattr(state, f.name, getattr(state, f.name).to(device))
     return state

@@ -25,6 +25,10 @@ NOTE_TYPE_PREFIX = "Pitch"  # Pitch, PitchDrum, PitchIntervalTime/Chord all star
 BAR_TYPE = "Bar"
 POSITION_TYPE = "Position"
 TIME_SIG_TYPE = "TimeSig"
+TEMPO_TYPE = "Tempo"
+MOVE_TYPES = ("Bar", "Position", "TimeShift")  # tokens after which notes start elsewhere
+PITCHES = 128  # MIDI pitch numbers: the width of the per-onset pitch sets
+TEMPO_TOLERANCE = 0.02  # a tempo bin this close outside a mix's range still counts as inside
 SPECIAL_TYPE = "Special"
 START_STATE = "<start>"
 UNREACHABLE = 1 << 20  # distance of a state from which a target type cannot be reached
@@ -158,6 +162,13 @@ class Grammar:
     default_bar_positions: int  # positions in a 4/4 bar (NO_LIMIT when not known)
     starts_bar: torch.Tensor  # (1, V) bool: the id starts with a bar line
     pos_free: torch.Tensor  # (1, V) bool: the id never moves back in time (no Position, or a Bar)
+    # clean notes: which pitches an id starts at the current onset (before any move inside it)
+    # and at the onset it moves to (after its last move)
+    onset_pitches: torch.Tensor  # (V, 128) bool
+    after_pitches: torch.Tensor  # (V, 128) bool
+    moves: torch.Tensor  # (V,) bool: the id holds a Bar or Position (a new onset)
+    has_tempo: torch.Tensor  # (V,) bool: the id sets a tempo
+    tempo_follows: torch.Tensor  # (n_states,) bool: a Tempo token may come next
 
     @property
     def start_state(self) -> int:
@@ -223,10 +234,17 @@ def build_grammar(
     first_pos = torch.full((vocab,), -1, dtype=torch.long)
     last_pos = torch.full((vocab,), -1, dtype=torch.long)
     bar_positions = torch.full((vocab,), -1, dtype=torch.long)
+    onset_pitches = torch.zeros(vocab, PITCHES, dtype=torch.bool)
+    after_pitches = torch.zeros(vocab, PITCHES, dtype=torch.bool)
+    moves = torch.zeros(vocab, dtype=torch.bool)
+    has_tempo = torch.zeros(vocab, dtype=torch.bool)
     for i, toks in enumerate(base_tokens):
         if not toks:
             continue  # special: never sampled (the end is decided by the loop)
         kinds = [tok.split("_")[0] for tok in toks]
+        _onset_tables(toks, kinds, onset_pitches[i], after_pitches[i])
+        moves[i] = any(k in MOVE_TYPES for k in kinds)
+        has_tempo[i] = TEMPO_TYPE in kinds
         next_state[i] = index[kinds[-1]]
         bars_in[i] = kinds.count(BAR_TYPE)
         has_note[i] = any(k.startswith(NOTE_TYPE_PREFIX) for k in kinds)
@@ -261,7 +279,28 @@ def build_grammar(
         default_bar_positions=4 * positions_per_beat if positions_per_beat else NO_LIMIT,
         starts_bar=(bars_in > 0).unsqueeze(0),
         pos_free=((first_pos < 0) | (bars_in > 0)).unsqueeze(0),
+        onset_pitches=onset_pitches,
+        after_pitches=after_pitches,
+        moves=moves,
+        has_tempo=has_tempo,
+        tempo_follows=torch.tensor([TEMPO_TYPE in graph[s] for s in states]),
     )
+
+
+def _onset_tables(
+    toks: Sequence[str], kinds: Sequence[str], before: torch.Tensor, after: torch.Tensor
+) -> None:
+    """Mark the pitches an id starts before its first move (`before`) and after its last
+    (`after`); an id without a move starts all its notes at the current onset."""
+    moved = False
+    for tok, kind in zip(toks, kinds, strict=True):
+        if kind in MOVE_TYPES:
+            moved = True
+            after.zero_()
+        elif kind.startswith(NOTE_TYPE_PREFIX):
+            pitch = _value(tok)
+            if 0 <= pitch < PITCHES:
+                (after if moved else before)[pitch] = True
 
 
 @dataclass
@@ -275,6 +314,8 @@ class GrammarState:
     cur_pos: torch.Tensor  # long: last Position value in the current bar, -1 at a bar line
     notes: torch.Tensor  # long: notes generated so far
     bar_limit: torch.Tensor  # long: positions in the current bar
+    onset_pitches: torch.Tensor  # (B, 128) bool: pitches started at the current onset
+    tempo_id: torch.Tensor  # long: the id that set the current tempo, -1 before any
 
     @classmethod
     def start(
@@ -294,15 +335,49 @@ class GrammarState:
             cur_pos=torch.full((rows,), cur_pos, dtype=torch.long),
             notes=zeros.clone(),
             bar_limit=torch.full((rows,), bar_limit, dtype=torch.long),
+            onset_pitches=torch.zeros(rows, PITCHES, dtype=torch.bool),
+            tempo_id=torch.full((rows,), -1, dtype=torch.long),
         )
 
 
+@dataclass
+class RowLimits:
+    """What the genres in each row's mix allow now (see `midimix.genre_stats`), per row."""
+
+    onset_cap: torch.Tensor  # (B,) long: most notes on one onset
+    allowed: torch.Tensor  # (B, V) bool: ids whose tempo / time signature the mix allows
+
+
+def onset_and_value_mask(g: Grammar, st: GrammarState, limits: RowLimits | None) -> torch.Tensor:
+    """(B, V) bool: no pitch started twice on one onset; with limits, no more notes on an
+    onset than the cap, only tempos and time signatures of the mix, and a tempo of the mix at
+    the first Position of the piece (or of a bar whose mix no longer allows the tempo)."""
+    shared = st.onset_pitches.float() @ g.onset_pitches.float().T  # (B, V) pitches in common
+    ok = shared == 0
+    if limits is None:
+        return ok
+    onset_notes = st.onset_pitches.sum(dim=1)  # (B,)
+    adds = g.onset_pitches.sum(dim=1)  # (V,)
+    ok &= (adds.unsqueeze(0) == 0) | (onset_notes.unsqueeze(1) + adds <= limits.onset_cap[:, None])
+    ok &= limits.allowed
+    current = limits.allowed.gather(1, st.tempo_id.clamp(min=0).unsqueeze(1)).squeeze(1)
+    need_tempo = ((st.tempo_id < 0) | ~current) & g.tempo_follows[st.state]
+    tempo_ok = ok & g.has_tempo.unsqueeze(0) & g.allowed[st.state]
+    force = need_tempo & tempo_ok.any(dim=1)
+    return torch.where(force.unsqueeze(1), tempo_ok, ok)
+
+
 def grammar_mask(
-    g: Grammar, st: GrammarState, target_bars: int | None, max_tokens_per_bar: int
+    g: Grammar,
+    st: GrammarState,
+    target_bars: int | None,
+    max_tokens_per_bar: int,
+    limits: RowLimits | None = None,
 ) -> torch.Tensor:
     """(B, V) bool: the ids each row may sample now.
 
     - only ids whose first type may follow the row's state; no special ids;
+    - clean notes and the mix's limits (`onset_and_value_mask`);
     - Position values move forward within a bar;
     - the end (EOS, or a Bar once `target_bars` bars are done) only after the requested bars,
       only where a bar line may follow (a whole note) and only once the last bar has a note;
@@ -316,6 +391,7 @@ def grammar_mask(
         g.bar_positions > 0, g.bar_positions.unsqueeze(0), st.bar_limit.unsqueeze(1)
     )
     allowed = g.allowed[st.state] & forward & (g.last_pos.unsqueeze(0) < limit)  # (B, V)
+    allowed &= onset_and_value_mask(g, st, limits)
     if target_bars is None or not g.has_bars:
         return allowed
 
@@ -357,6 +433,11 @@ def advance(
     st.notes = st.notes + note.long()
     sig = g.bar_positions[ids]
     st.bar_limit = torch.where(sig > 0, sig, st.bar_limit)
+    moved = g.moves[ids].unsqueeze(1)  # (B, 1)
+    st.onset_pitches = torch.where(
+        moved, g.after_pitches[ids], st.onset_pitches | g.onset_pitches[ids]
+    )
+    st.tempo_id = torch.where(g.has_tempo[ids], ids, st.tempo_id)
     return ended
 
 
@@ -368,3 +449,63 @@ def mask_scores(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         pad = torch.zeros(allowed.shape[0], scores.shape[1] - vocab, dtype=torch.bool)
         allowed = torch.cat([allowed, pad], dim=1)
     return scores.masked_fill(~allowed[:, : scores.shape[1]], float("-inf"))
+
+
+# ---------------------------------------------------------------------------------------
+# Limits of a mix, as id masks
+
+
+@dataclass
+class BarLimits:
+    """The limits of each bar's mix (a schedule changes them bar by bar)."""
+
+    onset_cap: torch.Tensor  # (n_bars,) long
+    allowed: torch.Tensor  # (n_bars, V) bool
+
+    def rows(self, bar_index: torch.Tensor) -> RowLimits:
+        return RowLimits(self.onset_cap[bar_index], self.allowed[bar_index])
+
+
+def value_mask(
+    base_tokens: Sequence[Sequence[str]],
+    tempo_range_bpm: tuple[float, float] | None,
+    time_signatures: set[str] | None,
+) -> torch.Tensor:
+    """(V,) bool: ids whose Tempo values lie in the range (tokens sit on a coarse grid: a bin
+    within TEMPO_TOLERANCE counts, and when no bin does, the one nearest the range's middle)
+    and whose TimeSig values are in the set (no restriction when the tokenizer has none)."""
+    tempo_of = {i: _tempo(toks) for i, toks in enumerate(base_tokens)}
+    values = sorted({v for vs in tempo_of.values() for v in vs})
+    keep_tempos: set[float] = set(values)
+    if tempo_range_bpm is not None and values:
+        low, high = tempo_range_bpm
+        keep_tempos = {
+            v for v in values if low * (1 - TEMPO_TOLERANCE) <= v <= high * (1 + TEMPO_TOLERANCE)
+        }
+        if not keep_tempos:
+            middle = (low * high) ** 0.5
+            keep_tempos = {min(values, key=lambda v: abs(v - middle))}
+    known_sigs = {
+        t.split("_", 1)[1] for toks in base_tokens for t in toks if t.startswith("TimeSig_")
+    }
+    sigs = time_signatures if time_signatures and time_signatures & known_sigs else None
+    mask = torch.ones(len(base_tokens), dtype=torch.bool)
+    for i, toks in enumerate(base_tokens):
+        if any(v not in keep_tempos for v in tempo_of[i]):
+            mask[i] = False
+        if sigs is not None and any(
+            t.startswith("TimeSig_") and t.split("_", 1)[1] not in sigs for t in toks
+        ):
+            mask[i] = False
+    return mask
+
+
+def _tempo(tokens: Sequence[str]) -> list[float]:
+    out = []
+    for tok in tokens:
+        if tok.startswith(TEMPO_TYPE + "_"):
+            try:
+                out.append(float(tok.split("_", 1)[1]))
+            except ValueError:
+                continue
+    return out

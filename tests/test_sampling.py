@@ -15,6 +15,7 @@ from midimix.sampling import (
     MIX_RULES,
     Grammar,
     GrammarState,
+    RowLimits,
     advance,
     apply_guidance,
     apply_temperature,
@@ -24,6 +25,7 @@ from midimix.sampling import (
     grammar_mask,
     interpolate_keyframes,
     sample_ids,
+    value_mask,
 )
 from midimix.tokenize import GenreTokenizer, TokenizeConfig
 
@@ -199,3 +201,76 @@ def test_a_long_bar_is_steered_to_its_bar_line(tokenizer: GenreTokenizer) -> Non
     kinds = {types[i] for i in grammar_mask(g, st, 8, 40)[0].nonzero().flatten().tolist()}
     assert kinds == {"Velocity"}  # the only way on towards a bar line
     assert math.isfinite(float(g.dist_bar[g.states.index("Pitch")]))
+
+
+# ---------------------------------------------------------------------------------------
+# Clean notes and the limits of a mix
+
+
+def _feed(g: Grammar, st: GrammarState, vocab: dict[str, int], *tokens: str) -> None:
+    for token in tokens:
+        advance(g, st, torch.tensor([vocab[token]]), None)
+
+
+def _limits(g: Grammar, cap: int, allowed: torch.Tensor | None = None) -> RowLimits:
+    vocab_size = g.allowed.shape[1]
+    mask = torch.ones(1, vocab_size, dtype=torch.bool) if allowed is None else allowed[None]
+    return RowLimits(torch.tensor([cap]), mask)
+
+
+def test_a_pitch_never_starts_twice_on_one_onset(tokenizer: GenreTokenizer) -> None:
+    g = tokenizer_grammar(tokenizer)
+    vocab = tokenizer.miditok.vocab
+    st = _state(g, "Duration")
+    _feed(g, st, vocab, "Bar_None", "TimeSig_4/4", "Position_0")
+    _feed(g, st, vocab, "Pitch_60", "Velocity_63", "Duration_1.0.4")
+    mask = grammar_mask(g, st, None, 1000)[0]
+    assert not mask[vocab["Pitch_60"]] and mask[vocab["Pitch_64"]]
+    _feed(g, st, vocab, "Position_4")  # a new onset: the pitch may start again
+    mask = grammar_mask(g, st, None, 1000)[0]
+    assert mask[vocab["Pitch_60"]]
+
+
+def test_notes_per_onset_stop_at_the_cap(tokenizer: GenreTokenizer) -> None:
+    g = tokenizer_grammar(tokenizer)
+    vocab = tokenizer.miditok.vocab
+    types = tokenizer.token_types()
+    st = _state(g, "Duration")
+    _feed(g, st, vocab, "Bar_None", "TimeSig_4/4", "Position_0")
+    for pitch in (48, 55, 60):
+        _feed(g, st, vocab, f"Pitch_{pitch}", "Velocity_63", "Duration_1.0.4")
+    kinds = {types[i] for i in grammar_mask(g, st, None, 1000, _limits(g, 3))[0].nonzero()[:, 0]}
+    assert "Pitch" not in kinds and {"Position", "Bar"} <= kinds
+    kinds = {types[i] for i in grammar_mask(g, st, None, 1000, _limits(g, 4))[0].nonzero()[:, 0]}
+    assert "Pitch" in kinds
+
+
+def test_value_mask_keeps_the_mix_tempos_and_time_signatures(tokenizer: GenreTokenizer) -> None:
+    vocab = tokenizer.miditok.vocab
+    base = [tokenizer.base_tokens(i) for i in range(tokenizer.vocab_size)]
+    mask = value_mask(base, (61.44, 84.77), {"4/4"})
+    tempos = {t: bool(mask[i]) for t, i in vocab.items() if t.startswith("Tempo_")}
+    kept = sorted(float(t.split("_")[1]) for t, ok in tempos.items() if ok)
+    assert kept and all(60.0 <= v <= 86.5 for v in kept)
+    assert any(not ok for ok in tempos.values())
+    assert mask[vocab["TimeSig_4/4"]] and not mask[vocab["TimeSig_3/4"]]
+    assert mask[vocab["Pitch_60"]] and mask[vocab["Bar_None"]]
+    # a range between two grid values still keeps the nearest one
+    narrow = value_mask(base, (86.0, 87.0), None)
+    assert sum(bool(narrow[i]) for t, i in vocab.items() if t.startswith("Tempo_")) == 1
+
+
+def test_the_first_position_takes_a_tempo_of_the_mix(tokenizer: GenreTokenizer) -> None:
+    g = tokenizer_grammar(tokenizer)
+    vocab = tokenizer.miditok.vocab
+    types = tokenizer.token_types()
+    base = [tokenizer.base_tokens(i) for i in range(tokenizer.vocab_size)]
+    limits = _limits(g, 7, value_mask(base, (61.44, 84.77), {"4/4"}))
+    st = _state(g, "Duration")
+    _feed(g, st, vocab, "Bar_None", "TimeSig_4/4", "Position_0")
+    allowed = grammar_mask(g, st, None, 1000, limits)[0].nonzero()[:, 0].tolist()
+    assert {types[i] for i in allowed} == {"Tempo"}
+    assert all(60.0 <= float(tokenizer.base_tokens(i)[0].split("_")[1]) <= 86.5 for i in allowed)
+    _feed(g, st, vocab, tokenizer.base_tokens(allowed[0])[0])  # once set, notes may follow
+    kinds = {types[i] for i in grammar_mask(g, st, None, 1000, limits)[0].nonzero()[:, 0]}
+    assert "Pitch" in kinds

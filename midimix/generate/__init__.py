@@ -41,7 +41,9 @@ from midimix.generate.config import (
     parse_genre_mix,
     parse_schedule,
 )
+from midimix.generate.limits import bar_limits
 from midimix.generate.prompt import prompt_ids, prompt_kind, transcribe_prompt
+from midimix.genre_stats import load_stats, mix_median_tempo
 from midimix.options import add_config_arguments, field_comments, stage_parser
 from midimix.sampler import MixPlan, SampleResult, Sampling, sample_tokens, tokenizer_grammar
 
@@ -201,8 +203,12 @@ def generate(
             f"the tokenizer of {folder} has no Genre_<name> tokens, so it cannot be conditioned "
             "on a genre; use a model trained by `python -m midimix.train`"
         )
-    n_bars = config.target_bars
+    stats = load_stats(folder) if config.genre_limits else None
+    used, table = weight_table(config, tokenizer.genres, DEFAULT_BARS)
+    mean_mix = dict(zip(used, table.mean(dim=0).tolist(), strict=True))
+    n_bars = config.bars_at(None if stats is None else mix_median_tempo(stats, mean_mix))
     genres, table = weight_table(config, tokenizer.genres, n_bars)
+    grammar = tokenizer_grammar(tokenizer)
     plan = MixPlan(
         method=config.mix_method,
         genre_ids=[tokenizer.genre_id(g) for g in genres],
@@ -210,6 +216,7 @@ def generate(
         rule=config.mix_rule,
         guidance=config.guidance,
         any_id=tokenizer.any_id,
+        limits=None if stats is None else bar_limits(tokenizer, genres, table, stats),
     )
     prompt = prompt_ids(config.prompt, tokenizer, out_dir) if config.prompt else []
     sampling = Sampling(
@@ -218,7 +225,7 @@ def generate(
     start = time.perf_counter()
     result = sample_tokens(
         model,
-        tokenizer_grammar(tokenizer),
+        grammar,
         plan,
         sampling,
         bos_id=tokenizer.bos_id,

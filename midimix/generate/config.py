@@ -60,6 +60,10 @@ class GenerateConfig:
     # with --mix-method logits: product (sum w*logp) or mixture (log sum w*p)
     guidance: float = field(default=0.0, metadata=_HOW)
     # classifier-free guidance scale against Genre_any; 0: none
+    genre_limits: bool = field(default=True, metadata=_HOW)
+    # keep each bar inside what its mix's genres hold in their training data (notes per
+    # onset up to the 99th percentile, tempo in the 5th-95th percentile range, their time
+    # signatures), from the statistics stored in the model folder
     temperature: float = field(default=1.0, metadata=_SAMPLING)
     # sampling temperature; 1: the model's own distribution
     top_k: int = field(default=0, metadata=_SAMPLING)
@@ -73,7 +77,8 @@ class GenerateConfig:
     bars: int | None = field(default=None, metadata=_LENGTH)
     # length of the new material, in bars; none: 16 bars, or as many as --seconds takes
     seconds: float | None = field(default=None, metadata=_LENGTH)
-    # length in seconds instead, 4/4 at 120 BPM: 2 s per bar
+    # length in seconds instead, counted in 4/4 bars at the mix's median tempo (120 BPM for
+    # a model without genre statistics)
     num_samples: int = field(default=1, metadata=_COUNT)
     # pieces to generate, together as one batch
     prompt: Path | None = field(default=None, metadata=_OUTPUT)
@@ -128,8 +133,13 @@ class GenerateConfig:
 
     @property
     def target_bars(self) -> int:
+        return self.bars_at(None)
+
+    def bars_at(self, tempo_bpm: float | None) -> int:
+        """Bars of new material; --seconds counts 4/4 bars at `tempo_bpm` (None: 120)."""
         if self.seconds is not None:
-            return max(1, math.ceil(self.seconds / SECONDS_PER_BAR))
+            seconds_per_bar = SECONDS_PER_BAR if not tempo_bpm else 4 * 60 / tempo_bpm
+            return max(1, math.ceil(self.seconds / seconds_per_bar))
         return DEFAULT_BARS if self.bars is None else self.bars
 
 
