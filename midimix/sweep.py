@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from midimix import calibration
 from midimix.config import OUT_DIR, check_range, config_to_dict, save_config
 from midimix.errors import ConfigError, InputError, cli_errors
 from midimix.measure import (
@@ -84,6 +85,8 @@ class SweepConfig:
     top_p: float = field(default=0.95, metadata=_GENERATION)  # nucleus sampling cut
     max_tokens_per_bar: int = field(default=256, metadata=_GENERATION)  # generation's cap per
     # bar (see midimix.sampling)
+    fit_calibration: bool = False  # sample at the raw weights and store the measured map in
+    # the model folder, so that generation lands where it is asked (midimix.calibration)
     tokens_dir: Path | None = field(default=None, metadata=_TOKENS)  # token folder: the model
     # figures on its validation split; none: on the reference pieces
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
@@ -153,6 +156,7 @@ def generate_points(
                 num_samples=config.pieces,
                 render=False,
                 max_tokens_per_bar=config.max_tokens_per_bar,
+                calibrated=not config.fit_calibration,
                 device="cpu",
                 name=f"{method}-w{w:g}",
             )
@@ -244,11 +248,19 @@ def sweep(
             per_piece = report["generated"][label_of(method, w)]["per_piece"]
             mean, low, high = mean_ci95([p[genres[0]] for p in per_piece])
             methods[method].append({"weight": w, "mean": mean, "ci95": [low, high]})
+    curves = {m: [(p["weight"], p["mean"]) for p in points] for m, points in methods.items()}
+    if config.fit_calibration:
+        for method, curve in curves.items():
+            calibration.store(Path(model_dir), calibration.fit(*genres, method, curve))
     report["sweep"] = {
         "genre": genres[0],
         "against": genres[1],
         "pieces": config.pieces,
         "methods": methods,
+        "calibrated": not config.fit_calibration,
+        "calibration_error": {m: calibration.calibration_error(c) for m, c in curves.items()},
+        "crossing_0_5": {m: calibration.crossing(c) for m, c in curves.items()},
+        "fitted_calibration": config.fit_calibration,
         "rises": {m: rises(points) for m, points in methods.items()},
         "rises_definition": RISES_DEFINITION,
         "config": config_to_dict(config),
@@ -320,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     print(
         f"sweep: P({s['genre']}) at w={','.join(f'{w:g}' for w in config.weights)}: {curves}; "
+        + "calibration error "
+        + ", ".join(f"{m} {e:.3f}" for m, e in s["calibration_error"].items())
+        + ("; map stored in the model folder" if s["fitted_calibration"] else "")
+        + "; "
         f"classifier CV {report['classifier']['cv_accuracy']:.3f}; {s['seconds']:.0f} s; "
         f"report in {Path(args.out_dir) / 'report.md'}"
     )

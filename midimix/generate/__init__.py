@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import midimix
+from midimix import calibration
 from midimix.config import OUT_DIR, config_to_dict
 from midimix.errors import ConfigError, InputError
 from midimix.generate.config import (
@@ -159,6 +160,25 @@ def weight_table(
     return [order[i] for i in used], table[:, used]
 
 
+def calibrated_table(
+    table: torch.Tensor,
+    genres: list[str],
+    method: str,
+    calibrations: list[calibration.Calibration],
+) -> torch.Tensor:
+    """The per-bar weights to sample at: each bar's asked weights through the model's
+    calibration map for its genre pair and method (unchanged without one)."""
+    import torch
+
+    if not calibrations:
+        return table
+    rows = []
+    for row in table.tolist():
+        weights = calibration.calibrated(dict(zip(genres, row, strict=True)), method, calibrations)
+        rows.append([weights.get(g, 0.0) for g in genres])
+    return torch.tensor(rows, dtype=table.dtype)
+
+
 def package_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in VERSIONED_PACKAGES:
@@ -208,11 +228,13 @@ def generate(
     mean_mix = dict(zip(used, table.mean(dim=0).tolist(), strict=True))
     n_bars = config.bars_at(None if stats is None else mix_median_tempo(stats, mean_mix))
     genres, table = weight_table(config, tokenizer.genres, n_bars)
+    calibrations = calibration.load(folder) if config.calibrated else []
+    sampled = calibrated_table(table, genres, config.mix_method, calibrations)
     grammar = tokenizer_grammar(tokenizer)
     plan = MixPlan(
         method=config.mix_method,
         genre_ids=[tokenizer.genre_id(g) for g in genres],
-        weights=table,
+        weights=sampled,
         rule=config.mix_rule,
         guidance=config.guidance,
         any_id=tokenizer.any_id,
@@ -235,6 +257,9 @@ def generate(
     )
     wall_seconds = time.perf_counter() - start
     record = provenance(config, folder, meta, tokenizer, genres, table, prompt)
+    record["weights_sampled"] = {
+        g: round(float(w), 6) for g, w in zip(genres, sampled.mean(dim=0), strict=True)
+    }
     record["device"] = str(next(model.parameters()).device)
     record["wall_seconds"] = round(wall_seconds, 3)
     record["tokens_per_second"] = round(sum(map(len, result.ids)) / max(wall_seconds, 1e-9), 1)

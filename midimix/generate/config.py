@@ -60,6 +60,9 @@ class GenerateConfig:
     # with --mix-method logits: product (sum w*logp) or mixture (log sum w*p)
     guidance: float = field(default=0.0, metadata=_HOW)
     # classifier-free guidance scale against Genre_any; 0: none
+    calibrated: bool = field(default=True, metadata=_HOW)
+    # two-genre mixes sample at the weight where the model's stored calibration map (fitted
+    # by `midimix evaluate sweep --fit-calibration`) says the piece lands at the asked weight
     genre_limits: bool = field(default=True, metadata=_HOW)
     # keep each bar inside what its mix's genres hold in their training data (notes per
     # onset up to the 99th percentile, tempo in the 5th-95th percentile range, their time

@@ -54,12 +54,20 @@ def transcribe_prompt(path: Path, out_dir: Path) -> Path:
 
 def prompt_ids(path: Path, tokenizer: GenreTokenizer, out_dir: Path) -> list[int]:
     """The body ids of the prompt at `path` (MIDI, or audio transcribed into `out_dir`)."""
+    from midimix.scores import MAX_PITCH, MIN_PITCH
+
     kind = prompt_kind(path)
     try:
         midi = transcribe_prompt(path, out_dir) if kind == "audio" else path
-        ids = tokenizer.encode(load_score(midi))
+        score = load_score(midi)
     except MidimixError as error:
         raise InputError(f"prompt {path} could not be read: {error}") from error
-    if not ids:
+    base_ids = tokenizer.encode_base(tokenizer.prepare(score))
+    if score.note_num() == 0 or not base_ids:
         raise InputError(f"prompt {path} has no notes to continue; give a MIDI file with notes")
-    return ids
+    if tokenizer.note_count(base_ids) == 0:
+        raise InputError(
+            f"prompt {path}: none of its {score.note_num()} notes lies in the model's pitch "
+            f"range {MIN_PITCH}-{MAX_PITCH} (drums are left out); give a prompt with notes there"
+        )
+    return tokenizer.bpe_encode(base_ids)

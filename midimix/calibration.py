@@ -1,0 +1,147 @@
+"""A calibration map per model: the asked weight is where the piece lands.
+
+Mixing two genres' next-token distributions follows the more confident genre: a model whose
+lo-fi is far more predictable than its classical sends a 50/50 mix to lo-fi. The sweep
+measures, for weights u of one genre, the mean P(genre) the evaluation's classifier gives the
+pieces; made non-decreasing (pool-adjacent-violators), that curve P(u) is inverted, so that
+asking for weight w samples at the u where P(u) = w. Outside the range the model reaches
+(P(0) > 0 or P(1) < 1) the map holds the end weight. The map is stored in the model folder's
+midimix.json under "calibration", one entry per (genre, against, method).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from midimix.errors import InputError
+
+META_FILE = "midimix.json"
+META_KEY = "calibration"
+
+
+def nondecreasing(values: Sequence[float], counts: Sequence[float] | None = None) -> list[float]:
+    """The closest non-decreasing sequence in least squares (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, weight, length]
+    for value, count in zip(values, counts or [1.0] * len(values), strict=True):
+        blocks.append([float(value), float(count), 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2, n2 = blocks.pop()
+            m1, w1, n1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return [mean for mean, _, length in blocks for _ in range(int(length))]
+
+
+def interpolate(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Piecewise-linear y(x) through the points, held flat beyond the ends."""
+    if x <= xs[0]:
+        return float(ys[0])
+    for i in range(1, len(xs)):
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+        if x <= x1:
+            return float(y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+    return float(ys[-1])
+
+
+@dataclass
+class Calibration:
+    genre: str  # the swept genre
+    against: str  # the genre that gets 1 - weight
+    method: str  # the mix method the sweep used
+    weights: list[float]  # the weights sampled at, rising
+    p_genre: list[float]  # mean P(genre) measured at each, made non-decreasing
+
+    def sampling_weight(self, asked: float) -> float:
+        """The weight to sample at so that P(genre) lands at `asked`."""
+        xs, ys = self.p_genre, self.weights
+        if asked <= xs[0]:
+            return float(ys[0])
+        if asked >= xs[-1]:
+            return float(ys[-1])
+        # on a flat stretch of P, the middle of the stretch
+        lo = max(i for i, p in enumerate(xs) if p <= asked)
+        hi = min(i for i, p in enumerate(xs) if p >= asked)
+        if xs[hi] == xs[lo]:
+            return float((ys[lo] + ys[hi]) / 2)
+        return interpolate(asked, xs[lo : hi + 1], ys[lo : hi + 1])
+
+    def applies_to(self, weights: Mapping[str, float], method: str) -> bool:
+        named = {g for g, w in weights.items() if w > 0}
+        return method == self.method and named <= {self.genre, self.against} and bool(named)
+
+    def apply(self, weights: Mapping[str, float]) -> dict[str, float]:
+        """Asked weights of the two genres -> the weights to sample at (sum 1)."""
+        total = sum(weights.get(g, 0.0) for g in (self.genre, self.against)) or 1.0
+        u = self.sampling_weight(weights.get(self.genre, 0.0) / total)
+        return {**weights, self.genre: u, self.against: 1.0 - u}
+
+
+def fit(
+    genre: str,
+    against: str,
+    method: str,
+    points: Sequence[tuple[float, float]],
+    counts: Sequence[float] | None = None,
+) -> Calibration:
+    """From sweep points (weight, mean P(genre)), rising in weight."""
+    ordered = sorted(points)
+    if len(ordered) < 2:
+        raise InputError("a calibration needs a sweep of at least two weights")
+    weights = [w for w, _ in ordered]
+    return Calibration(
+        genre, against, method, weights, nondecreasing([p for _, p in ordered], counts)
+    )
+
+
+def calibration_error(points: Sequence[tuple[float, float]]) -> float:
+    """Mean |P(genre) - asked weight| over the sweep points (asked weight, mean P)."""
+    return sum(abs(p - w) for w, p in points) / len(points)
+
+
+def crossing(points: Sequence[tuple[float, float]], level: float = 0.5) -> float | None:
+    """The asked weight at which the (interpolated) mean P(genre) first reaches `level`."""
+    ordered = sorted(points)
+    for (w0, p0), (w1, p1) in zip(ordered, ordered[1:], strict=False):
+        if p0 <= level <= p1 and p1 > p0:
+            return w0 + (w1 - w0) * (level - p0) / (p1 - p0)
+    return None
+
+
+def load(model_dir: Path) -> list[Calibration]:
+    path = Path(model_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    entries: Any = meta.get(META_KEY, []) if isinstance(meta, dict) else []
+    try:
+        return [Calibration(**entry) for entry in entries]
+    except TypeError as error:
+        raise InputError(f"{path}: its calibration is unreadable ({error})") from None
+
+
+def store(model_dir: Path, calibration: Calibration) -> Path:
+    """Add (or replace) the entry for this (genre, against, method) in midimix.json."""
+    from midimix.manifest import atomic_write_text
+
+    path = Path(model_dir) / META_FILE
+    meta = json.loads(path.read_text())
+    key = (calibration.genre, calibration.against, calibration.method)
+    kept = [e for e in meta.get(META_KEY, []) if (e["genre"], e["against"], e["method"]) != key]
+    meta[META_KEY] = [*kept, asdict(calibration)]
+    atomic_write_text(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def calibrated(
+    weights: Mapping[str, float], method: str, calibrations: Sequence[Calibration]
+) -> dict[str, float]:
+    """The weights to sample at: the first calibration that covers this pair and method, or
+    the asked weights unchanged."""
+    for calibration in calibrations:
+        if calibration.applies_to(weights, method):
+            return calibration.apply(weights)
+    return dict(weights)
