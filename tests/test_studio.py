@@ -69,7 +69,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def studio(runs: Path, tmp_path_factory: pytest.TempPathFactory) -> Studio:
     out = tmp_path_factory.mktemp("studio-out")
-    return Studio(StudioConfig(port=0, runs_dir=runs, out_dir=out, max_upload_mb=0.05))
+    return Studio(StudioConfig(port=0, runs_dir=runs, out_dir=out))
 
 
 # ---------------------------------------------------------------------------------------

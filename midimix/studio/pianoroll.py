@@ -43,7 +43,7 @@ def draw_piano_roll(midi_path: Path, png_path: Path, dpi: int = 100) -> Path:
     end_beats = max(float(score.end()) / tpq, BEATS_PER_BAR)
     figure, axes = plt.subplots(figsize=(10, 3.6), dpi=dpi)
     colours = plt.get_cmap("tab10")
-    low, high = 127, 0
+    low, high, last_onset = 127, 0, 0.0
     for index, track in enumerate(score.tracks):
         notes = track.notes.numpy()
         if len(notes["time"]) == 0:
@@ -52,14 +52,17 @@ def draw_piano_roll(midi_path: Path, png_path: Path, dpi: int = 100) -> Path:
         lengths = np.maximum(notes["duration"] / tpq, 0.05)
         pitches = notes["pitch"]
         low, high = min(low, int(pitches.min())), max(high, int(pitches.max()))
+        last_onset = max(last_onset, float(starts.max()))
         label = "drums" if track.is_drum else (track.name or f"program {track.program}")
         axes.barh(pitches, lengths, left=starts, height=0.8, color=colours(index % 10), label=label)
     if high < low:
         low, high = 60, 72
     elif len(score.tracks) > 1:
         axes.legend(loc="upper right", fontsize=7)
-    bars = bar_starts(score, end_beats)
-    for number, beat in enumerate(bars, start=1):
+    # bars that hold an onset are counted; a held note may ring past the last bar line
+    lines = bar_starts(score, end_beats)
+    bars = [b for b in lines if b <= last_onset] or lines[:1]
+    for number, beat in enumerate(lines, start=1):
         axes.axvline(beat, color="0.55", linewidth=0.8, zorder=0)
         axes.text(beat + 0.1, high + 2.2, str(number), fontsize=7, color="0.35")
     axes.set_xlim(0, end_beats)
