@@ -20,13 +20,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from importlib import metadata
 from typing import Any
-
-try:
-    __version__ = metadata.version("midimix")
-except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
 
 # public name -> the module that defines it, in data-flow order
 _EXPORTS: dict[str, str] = {
@@ -57,7 +51,20 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
+def _version() -> str:
+    from importlib import metadata  # 30-180 ms: only when the version is asked for
+
+    try:
+        return metadata.version("midimix")
+    except metadata.PackageNotFoundError:  # a source tree that is not installed
+        return "0.0.0"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value = _version()
+        vars(sys.modules[__name__])[name] = value
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'midimix' has no attribute {name!r}")

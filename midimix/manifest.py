@@ -11,19 +11,15 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import hashlib
 import json
-import multiprocessing
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +164,8 @@ def die_with_parent() -> None:
     leaves no workers behind still writing outputs. Elsewhere: nothing to do."""
     if sys.platform != "linux":
         return
+    import ctypes
+
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -363,6 +361,10 @@ def _run_items(
         # torch threads mid-state (render_many after a render in one process hung on fork).
         # Stages whose parent holds no such state pass "fork" and skip re-importing per worker;
         # "forkserver" with `preload` gives the same saving from a clean process.
+        import multiprocessing  # 40-170 ms, so only when workers are used
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
         context = multiprocessing.get_context(start_method)
         if start_method == "forkserver" and preload:
             context.set_forkserver_preload(list(preload))

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from midimix.audio import AUDIO_SUFFIXES
 from midimix.config import (
     MIDI_SUFFIXES,
     check_range,
@@ -157,6 +156,8 @@ class GenreInputs:
 
 def scan_inputs(genres: Mapping[str, Path]) -> dict[str, GenreInputs]:
     """Check every input before any work starts: paths exist, hold audio or MIDI, >= 2 genres."""
+    from midimix.audio import AUDIO_SUFFIXES  # numpy: not for --help
+
     if len(genres) < 2:
         raise ConfigError(
             f"mixing needs two genres, got {len(genres)} ({', '.join(genres) or 'none'}); "

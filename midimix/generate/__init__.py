@@ -22,7 +22,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +179,8 @@ def calibrated_table(
 
 
 def package_versions() -> dict[str, str]:
+    from importlib import metadata
+
     out = {"python": platform.python_version()}
     for name in VERSIONED_PACKAGES:
         try:
