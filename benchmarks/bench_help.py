@@ -27,6 +27,7 @@ STAGES = (
     "evaluate",
     "corpus",
     "pipeline",
+    "studio",
 )
 TARGET_SECONDS = 0.5
 

@@ -20,6 +20,7 @@ STAGES: dict[str, str] = {
     "evaluate": "measure how generated pieces sit between the genres",
     "corpus": "assemble the offline two-genre MIDI corpus of the default model",
     "pipeline": "run every stage, from two folders of audio to a mixed piece",
+    "studio": "a web page to mix the genres with sliders and hear the piece at once",
 }
 
 

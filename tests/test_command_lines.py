@@ -26,6 +26,7 @@ STAGE_CONFIGS: dict[str, dict[str, tuple[str, ...]]] = {
     "sweep": {"midimix.sweep:SweepConfig": ()},
     "corpus": {"midimix.corpus:CorpusConfig": ()},
     "pipeline": {"midimix.pipeline:PipelineConfig": ()},
+    "studio": {"midimix.studio:StudioConfig": ()},
 }
 HEAVY = ("torch", "transformers", "pedalboard", "onnxruntime", "basic_pitch", "librosa")
 
@@ -36,7 +37,9 @@ def _load(ref: str) -> type:
 
 
 def _parser_module(stage: str) -> str:
-    return "midimix.corpus.__main__" if stage == "corpus" else f"midimix.{stage}"
+    from midimix.cli import main_module
+
+    return main_module(stage) if stage in ("corpus", "studio") else f"midimix.{stage}"
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))

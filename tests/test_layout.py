@@ -21,6 +21,7 @@ STAGE_ORDER = (
     "render",
     "evaluate",
     "pipeline",
+    "studio",
     "cli",
 )
 

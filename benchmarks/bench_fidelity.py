@@ -1,0 +1,165 @@
+"""Do generated pieces hold what their genres hold? Duplicates, notes per onset, tempo, and the
+feature distance to held-out pieces, for a model (the embedded one by default).
+
+    python benchmarks/bench_fidelity.py --reference-dir data/reference \
+        --splits data/default-build/tokens/splits.json [--pieces 20] [--bars 4] [--raw]
+
+1. Clean notes: pieces over mixed settings (both methods, single genres, mixes, a schedule,
+   temperatures 0.7-1.3, top-k, top-p): duplicate notes (a pitch started twice on one onset)
+   and the largest stack per onset against the 99th percentile of the genres in the mix.
+2. Tempo: the share of single-genre pieces whose tempo lies inside their genre's training
+   range (5th-95th percentile, on the tokenizer's tempo grid).
+3. Fidelity: per genre, the mean standardised effect size over the evaluation's features
+   between single-genre pieces and the genre's held-out (validation) pieces, set against the
+   same distance between two random halves of the held-out pieces (the target is <= 2x).
+`--raw` runs the same without the genre limits and the calibration map, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from midimix import GenerateConfig, generate
+from midimix.features import feature_table
+from midimix.generate import resolve_model_dir
+from midimix.genre_stats import load_stats, midi_facts, mix_onset_cap
+from midimix.measure import distances, summarize_distances
+
+MIXES: list[dict[str, float]] = [
+    {"lofi": 1.0},
+    {"classical": 1.0},
+    {"lofi": 0.5, "classical": 0.5},
+    {"lofi": 0.7, "classical": 0.3},
+]
+SAMPLING = [  # (temperature, top_k, top_p)
+    (0.7, 0, 0.95),
+    (1.0, 0, 0.95),
+    (1.3, 0, 0.95),
+    (0.8, 8, 0.9),
+    (1.0, 0, 1.0),
+]
+GRID_TOLERANCE = 1.03  # tempo tokens sit on a ~11% grid; the range's own bins count as inside
+
+
+def settings(pieces: int) -> list[dict]:
+    out = []
+    for method in ("logits", "embedding"):
+        for mix in MIXES:
+            for temperature, top_k, top_p in SAMPLING[: 3 if method == "embedding" else 5]:
+                out.append(dict(genre_mix=mix, mix_method=method, temperature=temperature,
+                                top_k=top_k, top_p=top_p, num_samples=pieces))  # fmt: skip
+    out.append(dict(schedule="classical->lofi", num_samples=pieces))
+    return out
+
+
+def held_out(reference_dir: Path, splits: Path) -> dict[str, list[Path]]:
+    ids = json.loads(splits.read_text())["validation"]
+    out: dict[str, list[Path]] = {}
+    for item in ids:
+        genre, _, name = item.partition("/")
+        path = reference_dir / genre / f"{name}.mid"
+        if path.is_file():
+            out.setdefault(genre, []).append(path)
+    return out
+
+
+def effect(a: list[Path], b: list[Path]) -> float:
+    _, table_a, _ = feature_table("a", a)
+    _, table_b, _ = feature_table("b", b)
+    return summarize_distances(distances(table_a, table_b))["mean_effect_size"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=None)
+    p.add_argument("--reference-dir", type=Path, required=True, help="<genre>/*.mid, drum-free")
+    p.add_argument("--splits", type=Path, required=True, help="the token data set's splits.json")
+    p.add_argument("--pieces", type=int, default=20, help="pieces per setting")
+    p.add_argument("--bars", type=int, default=4)
+    p.add_argument("--raw", action="store_true", help="no genre limits, no calibration")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = p.parse_args()
+    model = resolve_model_dir(args.model)
+    stats = load_stats(model)
+    if stats is None:
+        sys.exit(f"error: {model} stores no genre statistics (scripts/add_genre_stats.py)")
+    start = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, setting in enumerate(settings(args.pieces)):
+            config = GenerateConfig(**setting, bars=args.bars, seed=n, render=False,
+                                    genre_limits=not args.raw, calibrated=not args.raw,
+                                    name=f"s{n}")  # fmt: skip
+            for piece in generate(model, Path(tmp), config):
+                facts = midi_facts(piece.midi_path)
+                weights = setting.get("genre_mix") or {"lofi": 1.0, "classical": 1.0}
+                rows.append({
+                    "setting": n, "mix": weights, "notes": facts.notes,
+                    "duplicates": facts.duplicates,
+                    "max_stack": max(facts.notes_per_onset, default=0),
+                    "cap": mix_onset_cap(stats, weights), "tempos": facts.tempos_bpm,
+                    "path": str(piece.midi_path),
+                })  # fmt: skip
+        single = {g: [r for r in rows if r["mix"] == {g: 1.0}] for g in stats}
+        tempo_ok = {}
+        for genre, pieces in single.items():
+            s = stats[genre]
+            low, high = (s.tempo_bpm_p5 or 0) / GRID_TOLERANCE, (s.tempo_bpm_p95 or 0) * 1.03
+            inside = [
+                bool(r["tempos"]) and all(low <= t <= high for t in r["tempos"]) for r in pieces
+            ]
+            tempo_ok[genre] = sum(inside) / max(len(inside), 1)
+        reference = held_out(args.reference_dir, args.splits)
+        fidelity = {}
+        for genre, pieces in single.items():
+            ref = reference.get(genre, [])
+            rng = random.Random(0)
+            halves = []
+            for _ in range(5):
+                shuffled = rng.sample(ref, len(ref))
+                halves.append(effect(shuffled[: len(ref) // 2], shuffled[len(ref) // 2 :]))
+            generated = [Path(r["path"]) for r in pieces]
+            fidelity[genre] = {"generated_vs_held_out": effect(generated, ref),
+                               "half_vs_half": statistics.median(halves)}  # fmt: skip
+    figures = {
+        "model": str(model),
+        "raw": args.raw,
+        "pieces": len(rows),
+        "bars": args.bars,
+        "pieces_with_duplicates": sum(r["duplicates"] > 0 for r in rows),
+        "duplicate_notes": sum(r["duplicates"] for r in rows),
+        "notes": sum(r["notes"] for r in rows),
+        "largest_stack": max(r["max_stack"] for r in rows),
+        "pieces_over_cap": sum(r["max_stack"] > r["cap"] for r in rows),
+        "single_genre_tempo_in_range": tempo_ok,
+        "fidelity": fidelity,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    print(f"model {model} ({'raw: no limits, no calibration' if args.raw else 'defaults'})")
+    print(f"  {len(rows)} pieces of {args.bars} bars over {len(settings(args.pieces))} settings")
+    print(f"  duplicate notes: {figures['duplicate_notes']} of {figures['notes']} notes, "
+          f"in {figures['pieces_with_duplicates']} pieces")  # fmt: skip
+    print(f"  largest stack per onset: {figures['largest_stack']}; pieces over their genres' "
+          f"99th percentile: {figures['pieces_over_cap']}")  # fmt: skip
+    for genre, share in tempo_ok.items():
+        s, f = stats[genre], fidelity[genre]
+        ratio = f["generated_vs_held_out"] / f["half_vs_half"]
+        print(f"  {genre}: tempo inside {s.tempo_bpm_p5:g}-{s.tempo_bpm_p95:g} BPM in "
+              f"{share:.0%} of {len(single[genre])} pieces; feature distance to held-out "
+              f"{f['generated_vs_held_out']:.2f} vs half-to-half {f['half_vs_half']:.2f} "
+              f"({ratio:.1f}x)")  # fmt: skip
+    print(f"  {figures['seconds']:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
