@@ -619,7 +619,7 @@ def _run_batch(
                 continue
             if run.traceback or run.signalled:
                 stats.crashes.append(what)
-                tail = run.stderr.strip().splitlines()[-1:] or [f"signal {-run.returncode}"]
+                tail = run.stderr.strip().splitlines()[-1:] or [f"exit {run.returncode}"]
                 log(f"  CRASH {stage.name} {what}: {tail[0][:200]}")
                 continue
             status = found.get(case.name)
@@ -654,7 +654,7 @@ def run_fuzz(
     reference = make_reference(work / "reference")
     results: dict[str, StageStats] = {}
     for name, count in plan(total, stages).items():
-        kinds = AUDIO_KINDS if name in AUDIO_STAGES else ("mid",)
+        kinds: tuple[str, ...] = AUDIO_KINDS if name in AUDIO_STAGES else ("mid",)
         if name == "transcribe":
             kinds = ("wav16", "wavf32")  # transcribe reads the clips prepare writes: WAV
         cases = make_cases(rng, kinds, count, work / "cases" / name)

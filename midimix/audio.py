@@ -32,6 +32,11 @@ SUFFIX_BY_FORMAT = {
     "WAV": ".wav", "FLAC": ".flac", "OGG": ".ogg", "MP3": ".mp3", "AIFF": ".aiff", "AU": ".au",
     "CAF": ".caf", "W64": ".w64",
 }  # fmt: skip
+# Header fields outside these bounds are a broken or hostile header, not audio: refused before
+# anything is allocated from them (a WAV claiming 32,767 channels would ask for 115 GB a block).
+MAX_CHANNELS = 256  # more than any recording format in use (ambisonics, 22.2 and the like)
+SAMPLE_RATE_RANGE_HZ = (1000, 768_000)
+MAX_BLOCK_BYTES = 64 << 20  # one decoded block, float32 frames times channels
 # A decoder that yields fewer frames than the header promised by more than this share is
 # reading a truncated file (mp3 Xing headers, for one, state the full length).
 _TRUNCATION_TOLERANCE = 0.01
@@ -76,11 +81,29 @@ def probe(path: Path) -> AudioInfo:
         )  # fmt: skip
     except (sf.LibsndfileError, RuntimeError) as sf_error:
         result = _probe_ffmpeg(path, reason=_sf_reason(sf_error))
+    if result.decoder == "soundfile" and result.format == "OGG":
+        _check_ogg_end(path)  # a cut file may read as 0 samples or as a shorter one
     if result.frames <= 0:
         raise AudioError("the file holds no audio (0 samples): remove it or export it again")
+    _check_header_fields(result)
     if result.decoder == "soundfile" and result.format == "WAV":
         _check_wav_length(path, result)
     return result
+
+
+def _check_header_fields(info: AudioInfo) -> None:
+    """Refuse channel counts and sample rates no recording has, before they size a buffer."""
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise AudioError(
+            f"the header claims {info.channels} channels (at most {MAX_CHANNELS} are read): a "
+            "broken header; export the file again"
+        )
+    low, high = SAMPLE_RATE_RANGE_HZ
+    if not low <= info.sample_rate_hz <= high:
+        raise AudioError(
+            f"the header claims a sample rate of {info.sample_rate_hz} Hz (expected {low}-{high}"
+            " Hz): a broken header; export the file again"
+        )
 
 
 def _sf_reason(error: BaseException) -> str:
@@ -144,6 +167,27 @@ def _check_wav_length(path: Path, info: AudioInfo) -> None:
                 )
             return
         offset += 8 + chunk_bytes + (chunk_bytes & 1)
+
+
+def _check_ogg_end(path: Path) -> None:
+    """libsndfile takes the length of an Ogg stream from its last page, so a cut file reads as
+    a whole shorter one. A complete stream ends with a whole page flagged end-of-stream."""
+    size_bytes = path.stat().st_size
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size_bytes - (1 << 16)))  # a page is at most 65,307 bytes
+        tail = handle.read()
+    start = tail.rfind(b"OggS")
+    while start >= 0:  # the last page that ends exactly at the end of the file
+        segments = tail[start + 26] if start + 27 <= len(tail) else 0
+        table = tail[start + 27 : start + 27 + segments]
+        if start + 27 <= len(tail) and start + 27 + segments + sum(table) == len(tail):
+            if tail[start + 5] & 0x04:  # header type: end of stream
+                return
+            break
+        start = tail.rfind(b"OggS", 0, start)
+    raise AudioError(
+        "truncated Ogg file: it stops before the end of its stream; copy or export it again"
+    )
 
 
 def iter_blocks(path: Path, info: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
@@ -219,25 +263,51 @@ def to_mono(block: np.ndarray) -> np.ndarray:
     return mono
 
 
+def repair_nonfinite(mono: np.ndarray) -> int:
+    """Set NaN and infinite samples (a float file's broken stretch) to 0, in place; how many.
+
+    Left in, one NaN spreads through the resampler's filter and makes a whole clip NaN, whose
+    peak then reads as silence."""
+    bad = ~np.isfinite(mono)
+    count = int(np.count_nonzero(bad))
+    if count:
+        mono[bad] = 0.0
+    return count
+
+
 def iter_mono(
-    path: Path, info: AudioInfo, sample_rate_hz: int, block_seconds: float = 60.0
+    path: Path,
+    info: AudioInfo,
+    sample_rate_hz: int,
+    block_seconds: float = 60.0,
+    nonfinite: list[int] | None = None,
 ) -> Iterator[np.ndarray]:
     """Mono float32 blocks at `sample_rate_hz`, resampled by a streaming soxr (HQ) resampler.
 
     The stream keeps its filter state between blocks, so the output equals one-shot
-    resampling of the whole file while memory stays at one block."""
+    resampling of the whole file while memory stays at one block. NaN and infinite samples
+    are set to 0 first; `nonfinite`, when given, receives how many there were (one count per
+    block that had any)."""
     import soxr
 
-    block_frames = max(1, round(block_seconds * info.sample_rate_hz))
-    if info.sample_rate_hz == sample_rate_hz:
+    def mono_blocks() -> Iterator[np.ndarray]:
         for block in iter_blocks(path, info, block_frames):
-            yield to_mono(block)
+            mono = to_mono(block)
+            count = repair_nonfinite(mono)
+            if count and nonfinite is not None:
+                nonfinite.append(count)
+            yield mono
+
+    block_frames = max(1, round(block_seconds * info.sample_rate_hz))
+    block_frames = min(block_frames, max(1, MAX_BLOCK_BYTES // (4 * info.channels)))
+    if info.sample_rate_hz == sample_rate_hz:
+        yield from mono_blocks()
         return
     stream = soxr.ResampleStream(
         info.sample_rate_hz, sample_rate_hz, 1, dtype="float32", quality="HQ"
     )
-    for block in iter_blocks(path, info, block_frames):
-        out = stream.resample_chunk(to_mono(block), last=False)
+    for block in mono_blocks():
+        out = stream.resample_chunk(block, last=False)
         if len(out):
             yield out
     tail = stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)

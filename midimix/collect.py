@@ -11,6 +11,7 @@ in another folder, or under another name) is stored once. Files are copied, neve
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import shutil
 import sys
@@ -22,7 +23,8 @@ from typing import Any
 from midimix.audio import SUFFIX_BY_FORMAT, AudioError, is_audio_name, probe
 from midimix.config import RAW_DIR, as_mapping, check_genre_name, check_range, parse_shard
 from midimix.errors import ConfigError, DependencyError, InputError, cli_errors
-from midimix.manifest import Item, Manifest, StageSummary, atomic_path, run_items, sha256_file
+from midimix.inputs import input_digest
+from midimix.manifest import Item, Manifest, StageSummary, atomic_path, run_items
 from midimix.options import add_config_arguments, config_from_args, option, stage_parser
 
 ID_HEX_DIGITS = 16  # 64 bits of sha256: collisions are out of reach for any music collection
@@ -94,11 +96,11 @@ def find_files(source: Path) -> tuple[list[Path], int]:
         raise InputError(f"{source} does not exist; expected an audio file or a folder of audio")
     found, ignored = [], 0
     for path in sorted(source.rglob("*")):
-        if not path.is_file() or any(p.startswith(".") for p in path.relative_to(source).parts):
+        if any(p.startswith(".") for p in path.relative_to(source).parts):
             continue
-        if is_audio_name(path):
+        if is_audio_name(path):  # a folder or a link loop by such a name is recorded as failed
             found.append(path)
-        else:
+        elif path.is_file():
             ignored += 1
     return found, ignored
 
@@ -165,7 +167,14 @@ def collect(
                 files, skipped = find_files(Path(source).expanduser())
                 ignored += skipped
             for path in files:
-                digest = sha256_file(path)
+                try:
+                    digest = input_digest(path)
+                except OSError as error:  # recorded as this item's failure, the rest go on
+                    sid = "unreadable-" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+                    reason = error.strerror or str(error)
+                    output = raw_dir / genre / f"{sid}{path.suffix.lower()}"
+                    items[sid] = Item(sid, genre, path, output, {"unreadable": reason})
+                    continue
                 sid = digest[:ID_HEX_DIGITS]
                 if sid in items:
                     items[sid].extra["duplicates"].append(str(path))
@@ -185,11 +194,18 @@ def collect(
         shard=parse_shard(config.shard),
         known_errors=(AudioError, OSError),
         progress=config.progress,
-        hash_inputs=lambda item: str(item.extra["sha256"]),
+        hash_inputs=_known_digest,
     )
     if ignored:  # said once, not per file: cover art and playlists are common in music folders
         print(f"collect: ignored {ignored} files that are not audio by extension", file=sys.stderr)
     return summary
+
+
+def _known_digest(item: Item) -> str:
+    """The digest found while listing; an unreadable input's reason as an OSError."""
+    if "unreadable" in item.extra:
+        raise OSError(errno.EINVAL, item.extra["unreadable"])
+    return str(item.extra["sha256"])
 
 
 def parse_genre_sources(pairs: list[str]) -> dict[str, list[Source]]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from midimix.config import MIDI_SUFFIXES
 from midimix.errors import InputError, ItemError
-from midimix.midifile import load_score
+from midimix.midifile import check_score, load_score
 
 Score = Any  # symusic.Score: its type stubs know no attributes
 
@@ -244,6 +244,7 @@ def extract_features(midi: Path | Score) -> dict[str, float]:
     if "Tick" not in str(score.ttype):  # seconds or quarters: features count ticks
         score = score.to("tick")
     name = str(midi) if isinstance(midi, (str, Path)) else "the score"
+    check_score(score, name)  # a score made in memory has not been through load_score
     pitched, drums = _notes(score)
     if not len(pitched) and not len(drums):
         raise ItemError(f"{name} holds no notes; a piece needs notes to be measured")

@@ -228,6 +228,80 @@ def _first_line(error: BaseException, max_chars: int = 200) -> str:
     return text[:max_chars] if text else type(error).__name__
 
 
+# Sizes no midimix model comes near (the largest preset is a fraction of these): a config.json
+# beyond them is broken or hostile, and is refused before anything is allocated from it.
+CONFIG_LIMITS = {
+    "n_positions": 65_536,
+    "n_embd": 16_384,
+    "n_layer": 256,
+    "n_head": 256,
+    "vocab_size": 1_048_576,
+}
+
+
+EXCESS_PARAMETERS = 1 << 24  # 64 MiB of float32 beyond what the weights file holds
+
+
+def _safetensors_elements(path: Path) -> int:
+    """How many numbers the weights file holds, from its header alone (nothing loaded)."""
+    import json
+    import math
+    import struct
+
+    try:
+        with open(path, "rb") as handle:
+            (header_bytes,) = struct.unpack("<Q", handle.read(8))
+            if not 2 <= header_bytes <= min(100 << 20, path.stat().st_size - 8):
+                raise ValueError(f"header length {header_bytes}")
+            header = json.loads(handle.read(header_bytes))
+        return sum(
+            math.prod(int(d) for d in info["shape"])
+            for name, info in header.items()
+            if name != "__metadata__"
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, struct.error) as error:
+        raise MidimixError(
+            f"{path} is corrupt: not a safetensors file ({_first_line(error)}); train again or use "
+            f"another checkpoint"
+        ) from error
+
+
+def check_config_sizes(config: Any, weights: Path) -> None:
+    """Refuse a GPT-2 config whose sizes are absurd, or that describes a model far larger than
+    the weights file, before `GPT2LMHeadModel(config)` allocates it (n_positions 200,000,000
+    would ask for 200 GB)."""
+    where = f"{Path(weights).parent / CONFIG_FILE}"
+    sizes = {}
+    for name, limit in CONFIG_LIMITS.items():
+        value = getattr(config, name, None)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise MidimixError(
+                f"{where}: {name} is {value!r}; expected a whole number from 1 to {limit:,}: "
+                f"the file is broken; use another checkpoint"
+            )
+        sizes[name] = value
+    if sizes["n_embd"] % sizes["n_head"]:
+        raise MidimixError(
+            f"{where}: n_embd {sizes['n_embd']} is not a multiple of n_head {sizes['n_head']}"
+        )
+    inner = getattr(config, "n_inner", None) or 4 * sizes["n_embd"]
+    if isinstance(inner, bool) or not isinstance(inner, int) or not 1 <= inner <= 4 * 16_384:
+        raise MidimixError(f"{where}: n_inner is {inner!r}; expected a whole number or null")
+    embd = sizes["n_embd"]
+    expected = (
+        (sizes["vocab_size"] + sizes["n_positions"]) * embd
+        + sizes["n_layer"] * (4 * embd * embd + 2 * embd * inner)  # attention + MLP weights
+    )
+    held = _safetensors_elements(Path(weights))
+    # a small mismatch is left to load_weights, which names the tensor; refused here is one
+    # that would allocate far more than the file holds
+    if expected > 1.1 * held + EXCESS_PARAMETERS:
+        raise MidimixError(
+            f"{where} describes a model of about {expected:,} parameters but {Path(weights).name}"
+            f" holds {held:,}: config and weights do not belong together; use another checkpoint"
+        )
+
+
 def _load_model(folder: Path) -> GPT2LMHeadModel:
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -240,6 +314,7 @@ def _load_model(folder: Path) -> GPT2LMHeadModel:
         ) from error
     if getattr(config, "model_type", None) != "gpt2":
         raise MidimixError(f"{folder / CONFIG_FILE} is not a GPT-2 config; expected gpt2")
+    check_config_sizes(config, folder / WEIGHTS_FILE)
     model = GPT2LMHeadModel(config)
     load_weights(model, folder / WEIGHTS_FILE)
     return model
@@ -274,6 +349,10 @@ def load_checkpoint(
             f"model was trained with: copy the tokenizer.json of the training data"
         )
     genres = meta.get("genres")
+    if genres is not None and (
+        not isinstance(genres, list) or not all(isinstance(g, str) for g in genres)
+    ):
+        raise MidimixError(f"checkpoint {folder}: {META_FILE} 'genres' is not a list of names")
     if genres is not None and list(genres) != list(tokenizer.genres):
         raise MidimixError(
             f"checkpoint {folder}: {META_FILE} lists genres {genres} but {TOKENIZER_FILE} has "

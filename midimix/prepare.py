@@ -29,6 +29,7 @@ import numpy as np
 from midimix.audio import AudioError, is_audio_name, iter_mono, probe
 from midimix.config import CLIPS_DIR, RAW_DIR, as_mapping, check_range, parse_shard, save_config
 from midimix.errors import ConfigError, cli_errors
+from midimix.inputs import item_digest
 from midimix.manifest import STATUS_EMPTY, Item, Manifest, StageSummary, atomic_path, run_items
 from midimix.options import add_config_arguments, config_from_args, option, stage_parser
 
@@ -79,6 +80,7 @@ class PrepareConfig:
             "min_remainder_seconds": self.min_remainder_seconds,
             "silence_dbfs": self.silence_dbfs,
             "clip_subtype": CLIP_SUBTYPE,
+            "nonfinite_samples": "zeroed",  # before: a NaN stretch made its clip silent
         }
 
 
@@ -105,7 +107,8 @@ def find_sources(raw: Path | Mapping[str, Path]) -> list[tuple[str, str, Path]]:
     for genre, folder in sorted(as_mapping(raw).items()):
         if not folder.is_dir():
             raise ConfigError(f"genre folder {folder} does not exist; expected a folder of audio")
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_audio_name(p)):
+        # not only files: a folder or a link loop named like audio is recorded as failed
+        for path in sorted(p for p in folder.rglob("*") if is_audio_name(p)):
             if any(part.startswith(".") for part in path.relative_to(folder).parts):
                 continue  # hidden files, including our own temporary files
             sid = source_id_for(path, folder)
@@ -211,7 +214,10 @@ def prepare_one(item: Item, config: PrepareConfig, clips_dir: Path) -> dict[str,
             seen_samples += len(block)
             yield block
 
-    blocks = counted(iter_mono(item.source, info, config.sample_rate_hz, config.block_seconds))
+    nonfinite: list[int] = []
+    blocks = counted(
+        iter_mono(item.source, info, config.sample_rate_hz, config.block_seconds, nonfinite)
+    )
     try:
         for index, samples, padded in cut_clips(
             blocks, config.clip_samples, config.min_remainder_samples
@@ -249,6 +255,11 @@ def prepare_one(item: Item, config: PrepareConfig, clips_dir: Path) -> dict[str,
         "outputs": [clip["path"] for clip in clips],
         "output": clips[0]["path"] if clips else None,
     }
+    if nonfinite:
+        record["nonfinite_samples"] = sum(nonfinite)
+        notes.append(
+            f"{sum(nonfinite)} samples were NaN or infinite (a broken float file): set to 0"
+        )
     if notes:
         record["notes"] = notes
     if not clips:
@@ -257,6 +268,8 @@ def prepare_one(item: Item, config: PrepareConfig, clips_dir: Path) -> dict[str,
             record["reason"] = (
                 f"pure silence: every clip peaks below silence_dbfs={config.silence_dbfs:g} dBFS"
             )
+            if nonfinite:
+                record["reason"] += f" once its {sum(nonfinite)} NaN or infinite samples are 0"
         else:
             record["reason"] = (
                 f"only {duration_seconds:.2f} s of audio, shorter than "
@@ -290,6 +303,7 @@ def prepare(
         shard=parse_shard(config.shard),
         known_errors=(AudioError, OSError),
         progress=config.progress,
+        hash_inputs=item_digest,
         # the parent holds no synthesizer or model session: forked workers are safe and
         # skip the per-worker imports (librosa, basic-pitch) that spawned ones pay
         start_method="fork",

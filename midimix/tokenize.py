@@ -47,6 +47,7 @@ from midimix.config import (
     save_config,
 )
 from midimix.errors import ConfigError, InputError, cli_errors
+from midimix.inputs import item_digest
 from midimix.manifest import (
     STATUS_EMPTY,
     STATUS_OK,
@@ -58,7 +59,14 @@ from midimix.manifest import (
 )
 from midimix.midifile import is_midi_name, load_score
 from midimix.options import add_config_arguments, config_from_args, stage_parser
-from midimix.scores import augment, augment_plan, pitch_bounds, score_beats
+from midimix.scores import (
+    MAX_PITCH,
+    MIN_PITCH,
+    augment,
+    augment_plan,
+    pitch_bounds,
+    score_beats,
+)
 from midimix.tokenizer import (
     TOKENIZER_FILE,
     GenreTokenizer,
@@ -112,7 +120,8 @@ def find_midi(folders: Mapping[str, Path]) -> list[Item]:
     for genre, folder in sorted(folders.items()):
         if not folder.is_dir():
             raise ConfigError(f"genre folder {folder} ({genre}) does not exist")
-        paths = sorted(p for p in folder.rglob("*") if is_midi_name(p) and p.is_file())
+        # not only files: a folder or a link loop named like MIDI is recorded as failed
+        paths = sorted(p for p in folder.rglob("*") if is_midi_name(p))
         if not paths:
             raise ConfigError(
                 f"genre folder {folder} ({genre}) has no {'/'.join(MIDI_SUFFIXES)} files: put "
@@ -199,6 +208,13 @@ def _tokenize_item(item: Item, config: TokenizeConfig) -> dict[str, Any]:
     if not ids or prepared.note_num() == 0:
         reason = "no notes" + (" (after dropping drums)" if tokenizer.drums == "drop" else "")
         return {"status": STATUS_EMPTY, "reason": reason, "beats": beats, "variants": []}
+    if tokenizer.note_count(ids) == 0:
+        low, high = pitch_bounds(prepared) or (0, 0)
+        reason = (
+            f"none of its {prepared.note_num()} notes can be encoded: their pitches "
+            f"({low}-{high}) lie outside the tokenizer's range {MIN_PITCH}-{MAX_PITCH}"
+        )
+        return {"status": STATUS_EMPTY, "reason": reason, "beats": beats, "variants": []}
     variants: list[dict[str, Any]] = [{"name": "", "augment": None, "ids": ids}]
     for plan in augment_plan(item.id, pitch_bounds(prepared), **config.augment_params()):
         copy = augment(prepared, plan["transpose"], plan["tempo_scale"], plan["velocity_offset"])
@@ -235,6 +251,7 @@ def tokenize(
                 functools.partial(_init_worker, genres, config) if config.workers > 1 else None
             ),
             progress=config.progress,
+            hash_inputs=item_digest,
         )
     finally:
         manifest.close()
@@ -321,8 +338,9 @@ def _assemble(
 
 def _write_text(path: Path, text: str) -> None:
     """Atomic (temporary file, then rename) without fsync: these files are rewritten by
-    every run from the manifest, which is synced, so a crash cannot leave them stale."""
-    with atomic_path(path) as tmp:
+    every run from the manifest, which is synced, so a crash cannot leave them stale. An empty
+    text is a valid file (no piece tokenized: no sequences), not a write that failed."""
+    with atomic_path(path, allow_empty=not text) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from midimix.config import GENRE_ANY, check_choice, check_genre_name, check_range, parse_shard
-from midimix.errors import ConfigError, InputError
+from midimix.errors import ConfigError, InputError, ItemError
 from midimix.manifest import atomic_path, atomic_write_text
 from midimix.midifile import SANE_TEMPO_BPM, load_score
 from midimix.options import option
-from midimix.scores import MAX_PITCH, MIN_PITCH, prepare_score
+from midimix.scores import MAX_PITCH, MIN_PITCH, prepare_score, score_beats
 
 if TYPE_CHECKING:
     import miditok
@@ -30,6 +30,7 @@ TOKENIZATIONS = ("REMI", "TSD")
 TRACK_MODES = ("merge", "programs")  # one merged piano part, or one Program token per note
 DRUM_MODES = ("drop", "keep")
 TOKENIZER_FILE = "tokenizer.json"
+MAX_PIECE_BEATS = 50_000  # longer is a broken file (a note at tick 2**28), not a piece
 SPECIAL_TYPE = "Special"
 
 VOCABULARY = "vocabulary (changes the tokenizer and the token ids)"
@@ -226,13 +227,21 @@ class GenreTokenizer:
             raise InputError(f"no tokenizer at {path}: run `midimix tokenize` to make one")
         try:
             name = json.loads(path.read_text(encoding="utf-8"))["tokenization"]
+            if name not in TOKENIZATIONS:
+                raise KeyError(f"tokenization {name!r} is not one of {', '.join(TOKENIZATIONS)}")
             tokenizer_class = getattr(miditok, name)
-            return cls(tokenizer_class(params=path))
+            loaded = cls(tokenizer_class(params=path))
         except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as error:
             raise InputError(
                 f"{path} is not a midimix tokenizer file ({type(error).__name__}: {error}); "
                 "re-run `midimix tokenize` to write it again"
             ) from error
+        for genre in loaded.genres:  # they become file names: never trust them
+            try:
+                check_genre_name(genre)
+            except ConfigError as error:
+                raise InputError(f"{path} holds a genre token that is refused: {error}") from None
+        return loaded
 
     # properties
 
@@ -291,7 +300,16 @@ class GenreTokenizer:
         return self.bpe_encode(self.encode_base(self.prepare(score)))
 
     def encode_base(self, prepared: ScoreTick) -> list[int]:
-        """Base-vocabulary ids of a score already passed through `prepare`."""
+        """Base-vocabulary ids of a score already passed through `prepare`; an ItemError for
+        a piece longer than MAX_PIECE_BEATS (one note at an absurd tick would otherwise cost
+        a Bar token per bar up to it: minutes and millions of tokens)."""
+        beats = score_beats(prepared)
+        if beats > MAX_PIECE_BEATS:
+            raise ItemError(
+                f"the piece is {beats:,.0f} beats long (its last note ends at tick "
+                f"{prepared.end():,}), more than the {MAX_PIECE_BEATS:,} beats (about 7 hours at "
+                "120 BPM) a piece may have: a broken file, or a recording to cut into parts"
+            )
         # preprocess + _score_to_tokens is miditok's `encode` without the bar and beat
         # ticks it adds for its own BPE splitting: `bpe_encode` splits at Bar tokens instead.
         tok = self.miditok
@@ -299,6 +317,12 @@ class GenreTokenizer:
         if isinstance(seq, list):  # one sequence per track: after merging there is at most one
             return [i for s in seq for i in s.ids]
         return list(seq.ids)
+
+    def note_count(self, base_ids: Sequence[int]) -> int:
+        """Notes in base ids: their Pitch tokens. miditok drops notes outside its pitch range
+        (21-108), so a score whose notes all lie outside encodes to bars and no notes."""
+        tok = self.miditok
+        return sum(1 for i in base_ids if tok[int(i)].startswith(("Pitch_", "PitchDrum_")))
 
     def bpe_encode(self, base_ids: Sequence[int]) -> list[int]:
         """BPE over base ids, word by word (one word per bar for REMI), as miditok does."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,7 +108,7 @@ def save_last(
 def _resume_error(last_dir: Path, error: BaseException) -> MidimixError:
     return MidimixError(
         f"cannot resume: the state in {last_dir} is incomplete or corrupt "
-        f"({type(error).__name__}: {str(error)[:120]}); start a new --run-dir"
+        f"({type(error).__name__}: {' '.join(str(error).split())[:120]}); start a new --run-dir"
     )
 
 
@@ -139,7 +140,10 @@ def restore(
         )
         scheduler.load_state_dict(torch.load(last_dir / "scheduler.pt", weights_only=True))
         rng = torch.load(last_dir / "rng.pt", weights_only=True)[rank]
-    except (OSError, ValueError, KeyError, IndexError, RuntimeError, EOFError) as error:
+    except (
+        OSError, ValueError, KeyError, IndexError, RuntimeError, EOFError, TypeError,
+        AttributeError, pickle.UnpicklingError,  # a file that is not a torch save at all
+    ) as error:  # fmt: skip
         raise _resume_error(last_dir, error) from error
     torch.set_rng_state(rng["cpu"])
     if "cuda" in rng and torch.cuda.is_available():
