@@ -75,6 +75,8 @@ class _Runner:
     def __init__(self, model: GPT2LMHeadModel, plan: MixPlan, bos_id: int, samples: int):
         import torch
 
+        from midimix.fast_decode import LeanGPT2, supports
+
         self.model, self.plan, self.bos_id, self.samples = model, plan, bos_id, samples
         self.device = next(model.parameters()).device
         self.cache_kw = _cache_kwarg(model)
@@ -86,6 +88,8 @@ class _Runner:
         if plan.guidance > 0:
             cond.append(plan.any_id)
         self.conditions = torch.tensor(cond, device=self.device).repeat(samples)  # (S*C,)
+        # the lean forward pass over the model's weights where it covers the model
+        self.lean = LeanGPT2(model, samples * plan.conditions) if supports(model) else None
 
     def prefill(self, window: torch.Tensor, bar_index: torch.Tensor) -> torch.Tensor:
         """Fresh cache from [BOS, condition] + window (S, K) -> last logits (S*C, V)."""
@@ -96,21 +100,30 @@ class _Runner:
         rows = window.repeat_interleave(c, dim=0)  # (S*C, K)
         bos = torch.full((rows.shape[0], 1), self.bos_id, device=self.device)
         ids = torch.cat([bos, self.conditions.unsqueeze(1), rows], dim=1)  # (S*C, 2+K)
-        self.cache = DynamicCache(config=self.model.config)
         self.length = ids.shape[1]
+        if self.lean is None:
+            self.cache = DynamicCache(config=self.model.config)
         if self.plan.method == "logits":
+            if self.lean is not None:
+                return self.lean.prefill(self.lean.embed_ids(ids))
             return self._forward(input_ids=ids)
         wte = self.model.get_input_embeddings()
         embeds = wte(ids)  # (S*C, 2+K, D)
         genre_vectors = wte(torch.tensor(self.plan.genre_ids, device=self.device))  # (G, D)
         weights = self.plan.weights.to(self.device)[bar_index].to(genre_vectors.dtype)  # (S, G)
         embeds[0::c, 1] = weights @ genre_vectors  # the mixed rows; any rows keep Genre_any
+        if self.lean is not None:
+            return self.lean.prefill(embeds)
         return self._forward(inputs_embeds=embeds)
 
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed one id per sample (S,) to every row -> next logits (S*C, V)."""
         self.length += 1
-        return self._forward(input_ids=ids.repeat_interleave(self.plan.conditions).unsqueeze(1))
+        c = self.plan.conditions
+        rows = ids if c == 1 else ids.repeat_interleave(c)  # (S*C,)
+        if self.lean is not None:
+            return self.lean.step(rows)
+        return self._forward(input_ids=rows.unsqueeze(1))
 
     def _forward(self, **inputs: Any) -> torch.Tensor:
         out = self.model(**inputs, use_cache=True, logits_to_keep=1, **{self.cache_kw: self.cache})

@@ -1,0 +1,159 @@
+"""A lean forward pass over a trained GPT-2's own weights, for token-by-token sampling.
+
+The model is tiny (4 layers x 256 wide), so a decoding step through `GPT2LMHeadModel.forward`
+spends most of its time in Python: module calls, cache objects, mask building, output classes.
+`LeanGPT2` runs the same computation (pre-norm blocks, fused QKV, scaled dot-product attention,
+tanh GELU, tied output head) as a few tensor ops per layer over the model's parameter tensors
+(shared, not copied), with a preallocated static KV cache written in place:
+
+    x = wte[ids] + wpe[pos]                                   # (B, T, E)
+    per layer: x += proj(attn(ln_1(x))); x += mlp(ln_2(x))    # cache (2, B, H, L, D) per layer
+    logits = ln_f(x[:, -1]) @ wte.T                           # (B, V)
+
+The logits equal the model's up to float rounding (tests/test_generate.py compares them), so
+sampling draws from the same distribution. `LeanGPT2.supports` says which models it covers (a
+plain GPT-2 in eval mode); anything else goes through the model's own forward.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+def supports(model: Any) -> bool:
+    """True for the GPT-2s `LeanGPT2` computes exactly: eval mode, self-attention only, the
+    `gelu_new` activation, no upcast-and-reorder attention, a float32 model on the CPU or GPU."""
+    import torch
+
+    config = getattr(model, "config", None)
+    return (
+        type(model).__name__ == "GPT2LMHeadModel"
+        and config is not None
+        and not model.training
+        and not getattr(config, "add_cross_attention", False)
+        and not getattr(config, "reorder_and_upcast_attn", False)
+        and getattr(config, "activation_function", "") in ("gelu_new", "gelu_pytorch_tanh")
+        and next(model.parameters()).dtype == torch.float32
+    )
+
+
+class LeanGPT2:
+    """One GPT2LMHeadModel's weights and a static KV cache for `rows` sequences."""
+
+    def __init__(self, model: Any, rows: int, max_length: int | None = None):
+        import torch
+
+        config = model.config
+        t = model.transformer
+        self.embed, self.heads = int(config.n_embd), int(config.n_head)
+        self.head_dim = self.embed // self.heads
+        self.eps = float(config.layer_norm_epsilon)
+        self.scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
+        self.context = int(config.n_positions)
+        self.wte, self.wpe = t.wte.weight, t.wpe.weight
+        self.head = model.lm_head.weight  # (V, E), tied to wte in a trained midimix model
+        self.layers = []
+        for i, block in enumerate(t.h):
+            scale = self.scale / (i + 1) if config.scale_attn_by_inverse_layer_idx else self.scale
+            self.layers.append(
+                (
+                    block.ln_1.weight,
+                    block.ln_1.bias,
+                    block.attn.c_attn.weight,  # (E, 3E): Conv1D weights are stored transposed
+                    block.attn.c_attn.bias,
+                    block.attn.c_proj.weight,
+                    block.attn.c_proj.bias,
+                    block.ln_2.weight,
+                    block.ln_2.bias,
+                    block.mlp.c_fc.weight,
+                    block.mlp.c_fc.bias,
+                    block.mlp.c_proj.weight,
+                    block.mlp.c_proj.bias,
+                    scale,
+                )
+            )
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias)
+        self.rows = rows
+        self.length = min(self.context, max_length or self.context)
+        self.cache = torch.empty(
+            len(self.layers),
+            2,
+            rows,
+            self.heads,
+            self.length,
+            self.head_dim,
+            dtype=self.wte.dtype,
+            device=self.wte.device,
+        )  # (layers, key|value, B, H, L, D)
+        self.filled = 0  # positions of the cache in use
+
+    def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, E) token embeddings (no position)."""
+        import torch.nn.functional as F
+
+        return F.embedding(ids, self.wte)
+
+    def prefill(self, embeds: torch.Tensor) -> torch.Tensor:
+        """A fresh cache from (B, T, E) token embeddings at positions 0..T-1 -> (B, V) logits
+        of the last position."""
+        import torch
+        import torch.nn.functional as F
+
+        rows, length, width = embeds.shape
+        if rows != self.rows or length > self.length:
+            raise ValueError(f"prefill of {tuple(embeds.shape)} into a cache of {self.rows} rows")
+        x = embeds + self.wpe[:length]
+        heads, dim = self.heads, self.head_dim
+        for cache, layer in zip(self.cache, self.layers, strict=True):
+            ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb, scale = layer
+            h = F.layer_norm(x, (width,), ln1w, ln1b, self.eps)
+            qkv = torch.addmm(ab, h.view(-1, width), aw).view(rows, length, 3, heads, dim)
+            cache[:, :, :, :length] = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)
+            q = qkv[:, :, 0].transpose(1, 2)  # (B, H, T, D)
+            a = F.scaled_dot_product_attention(
+                q, cache[0, :, :, :length], cache[1, :, :, :length], is_causal=True, scale=scale
+            )
+            a = a.transpose(1, 2).reshape(rows * length, width)
+            x = x + torch.addmm(pb, a, pw).view(rows, length, width)
+            h = F.layer_norm(x, (width,), ln2w, ln2b, self.eps)
+            h = F.gelu(torch.addmm(fb, h.view(-1, width), fw), approximate="tanh")
+            x = x + torch.addmm(mb, h, mw).view(rows, length, width)
+        self.filled = length
+        return self._logits(x[:, -1])
+
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        """Feed one id per row (B,) at the next position -> (B, V) logits."""
+        import torch
+        import torch.nn.functional as F
+
+        pos = self.filled
+        if pos >= self.length:
+            raise ValueError(f"the KV cache is full ({self.length} positions)")
+        rows, width, heads, dim = self.rows, self.embed, self.heads, self.head_dim
+        x = F.embedding(ids, self.wte) + self.wpe[pos]  # (B, E)
+        end = pos + 1
+        for cache, layer in zip(self.cache, self.layers, strict=True):
+            ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb, scale = layer
+            h = F.layer_norm(x, (width,), ln1w, ln1b, self.eps)
+            qkv = torch.addmm(ab, h, aw).view(rows, 3, heads, dim)
+            cache[:, :, :, pos] = qkv[:, 1:].transpose(0, 1)  # (2, B, H, D)
+            a = F.scaled_dot_product_attention(
+                qkv[:, 0].unsqueeze(2),  # (B, H, 1, D)
+                cache[0, :, :, :end],
+                cache[1, :, :, :end],
+                scale=scale,
+            )
+            x = torch.addmm(pb, a.view(rows, width), pw).add_(x)
+            h = F.layer_norm(x, (width,), ln2w, ln2b, self.eps)
+            h = F.gelu(torch.addmm(fb, h, fw), approximate="tanh")
+            x = torch.addmm(mb, h, mw).add_(x)
+        self.filled = end
+        return self._logits(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return F.linear(F.layer_norm(x, (self.embed,), *self.ln_f, self.eps), self.head)

@@ -1,0 +1,102 @@
+"""The lean decoding step computes the model's own logits: prefill and steps against
+`GPT2LMHeadModel.forward` with a KV cache, and the sampling loop draws the same tokens
+through either path with the same seed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+import midimix.fast_decode as fast_decode
+from midimix.fast_decode import LeanGPT2, supports
+from midimix.model import build_model
+from midimix.sampler import MixPlan, Sampling, _cache_kwarg, sample_tokens, tokenizer_grammar
+from midimix.tokenize import GenreTokenizer, TokenizeConfig
+
+ROUNDING = 1e-4  # float32 rounding of a different summation order, far below any logit gap
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    tokenizer = GenreTokenizer.build(["classical", "lofi"], TokenizeConfig())
+    torch.manual_seed(0)
+    model = build_model(
+        tokenizer.vocab_size, "tiny", tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
+    )
+    model.eval()
+    return model, tokenizer
+
+
+def test_prefill_and_steps_give_the_models_logits(tiny) -> None:
+    model, _ = tiny
+    assert supports(model)
+    rows, prefix, steps = 3, 7, 12
+    ids = torch.randint(3, model.config.vocab_size, (rows, prefix + steps))
+    lean = LeanGPT2(model, rows)
+    cache = {_cache_kwarg(model): DynamicCache(config=model.config)}
+    with torch.inference_mode():
+        ours = lean.prefill(lean.embed_ids(ids[:, :prefix]))
+        theirs = model(input_ids=ids[:, :prefix], use_cache=True, **cache).logits
+        assert (ours - theirs[:, -1]).abs().max() < ROUNDING
+        for t in range(prefix, prefix + steps):
+            ours = lean.step(ids[:, t])
+            theirs = model(input_ids=ids[:, t : t + 1], use_cache=True, **cache)
+            assert (ours - theirs.logits[:, -1]).abs().max() < ROUNDING
+    assert lean.filled == prefix + steps
+
+
+def test_prefill_from_embeddings_matches_inputs_embeds(tiny) -> None:
+    model, _ = tiny
+    embeds = torch.randn(2, 5, model.config.n_embd)
+    lean = LeanGPT2(model, 2)
+    with torch.inference_mode():
+        ours = lean.prefill(embeds)
+        theirs = model(inputs_embeds=embeds).logits[:, -1]
+    assert (ours - theirs).abs().max() < ROUNDING
+
+
+def test_a_full_cache_refuses_another_step(tiny) -> None:
+    model, _ = tiny
+    lean = LeanGPT2(model, 1, max_length=4)
+    with torch.inference_mode():
+        lean.prefill(lean.embed_ids(torch.tensor([[1, 3, 4, 5]])))
+        with pytest.raises(ValueError, match="full"):
+            lean.step(torch.tensor([6]))
+
+
+def test_training_mode_is_left_to_the_model(tiny) -> None:
+    model, _ = tiny
+    model.train()
+    try:
+        assert not supports(model)  # dropout: only the model's own forward applies it
+    finally:
+        model.eval()
+
+
+@pytest.mark.parametrize(
+    ("method", "guidance"), [("logits", 0.0), ("logits", 1.5), ("embedding", 0.0)]
+)
+def test_sampling_draws_the_same_tokens_through_either_path(
+    tiny, monkeypatch: pytest.MonkeyPatch, method: str, guidance: float
+) -> None:
+    model, tokenizer = tiny
+    grammar = tokenizer_grammar(tokenizer)
+    genres = [tokenizer.genre_id("lofi"), tokenizer.genre_id("classical")]
+    plan = MixPlan(
+        method, genres, torch.tensor([[0.7, 0.3], [0.2, 0.8]]), "product", guidance,
+        tokenizer.any_id,
+    )  # fmt: skip
+
+    def run():
+        return sample_tokens(
+            model, grammar, plan, Sampling(seed=5, max_tokens_per_bar=24),
+            bos_id=tokenizer.bos_id, num_samples=2, target_bars=6,
+        )  # fmt: skip
+
+    lean = run()
+    monkeypatch.setattr(fast_decode, "supports", lambda model: False)
+    plain = run()
+    assert lean.ids == plain.ids and lean.bars == plain.bars == [6, 6]
+    assert lean.restarts == plain.restarts > 0  # the tiny model's short context: a restart
