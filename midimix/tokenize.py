@@ -23,6 +23,8 @@ files need every file, so they run after it, on the whole set.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import functools
 import json
 import math
@@ -179,20 +181,36 @@ class BufferedManifest(Manifest):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        self._handle: IO[str] | None = None
+        self._handle: IO[bytes] | None = None
 
     def append(self, record: dict[str, Any]) -> None:
+        """One whole line: a torn last line (a kill) is closed first, and a write that fails
+        (a full disk) is cut back off, as `Manifest.append` does."""
+        line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
-        self._handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
-        self._handle.flush()
+            self._handle = open(self.path, "a+b")  # noqa: SIM115 (closed in close)
+            size = self._handle.seek(0, os.SEEK_END)
+            if size:
+                self._handle.seek(size - 1)
+                if self._handle.read(1) != b"\n":
+                    line = b"\n" + line
+        size = self._handle.seek(0, os.SEEK_END)
+        try:
+            self._handle.write(line)
+            self._handle.flush()
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._handle.truncate(size)
+            raise
 
     def close(self) -> None:
         if self._handle is not None:
-            os.fsync(self._handle.fileno())
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            try:
+                os.fsync(handle.fileno())
+            finally:
+                handle.close()
 
 
 def _init_worker(genres: list[str], config: TokenizeConfig) -> None:
@@ -384,7 +402,15 @@ def main(argv: list[str] | None = None) -> int:
         inputs = Path(args.inputs[0])
     else:
         inputs = parse_genre_paths(args.inputs)
-    result = tokenize(inputs, args.out, config)
+    try:
+        result = tokenize(inputs, args.out, config)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise InputError(
+            f"the disk is full writing to {args.out}: free some space and run again; the "
+            "files already tokenized are kept"
+        ) from error
     print(result.text())
     return result.summary.exit_code
 

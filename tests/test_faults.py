@@ -1,0 +1,222 @@
+"""Faults through the real command lines: a SIGKILL mid-run, a full disk, two runs at once and
+workers of a killed run. Afterwards every output is absent or complete, a re-run gives exactly
+the outputs of an uninterrupted run, and no process is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import fuzz_cli  # noqa: E402  (benchmarks/ is not a package; its seeds are made in code)
+
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+
+
+def _cli(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "midimix", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        start_new_session=True,
+    )
+
+
+def _run(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "midimix", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def _tree(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """Every visible file's bytes by relative path (manifests and configs left out)."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and p.name not in skip
+    }
+
+
+def _raw_audio(root: Path, count: int, seconds: float = 6.0) -> Path:
+    genre = root / "g"
+    genre.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        t = np.arange(round(seconds * 44100)) / 44100
+        tone = 0.3 * np.sin(2 * np.pi * (220 + 20 * i) * t) + 0.01 * rng.standard_normal(len(t))
+        sf.write(str(genre / f"s{i:02d}.wav"), np.stack([tone, tone], 1), 44100, subtype="PCM_16")
+    return root
+
+
+def _wait_for_lines(path: Path, lines: int, process: subprocess.Popen[str]) -> int:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists() and path.read_text().count("\n") >= lines:
+            return path.read_text().count("\n")
+        time.sleep(0.01)
+    raise AssertionError(f"{path} never reached {lines} lines (exit {process.poll()})")
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                if handle.read().split(")")[-1].split()[0] != "Z":
+                    alive.add(pid)
+        except FileNotFoundError:
+            pass
+    return alive
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            children = (task / "children").read_text().split() if task.exists() else []
+            for child in map(int, children):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+    return found
+
+
+PREPARE = ("--clip-seconds", "2", "--min-remainder-seconds", "0.5", "--no-progress")
+
+
+def test_sigkill_during_prepare_then_rerun_gives_the_uninterrupted_outputs(
+    tmp_path: Path,
+) -> None:
+    raw = _raw_audio(tmp_path / "raw", 10)
+    done = _run("prepare", "--raw-dir", str(raw), "--clips-dir", str(tmp_path / "a"), *PREPARE)
+    assert done.returncode == 0, done.stderr
+    clips = tmp_path / "b"
+    process = _cli("prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), *PREPARE)
+    at_kill = _wait_for_lines(clips / "manifest.jsonl", 1, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert at_kill < 10  # killed mid-run
+    # what is there is complete: every clip under its final name reads back whole
+    for path in clips.rglob("*.wav"):
+        if not path.name.startswith("."):
+            assert len(sf.read(str(path))[0]) == 2 * 22050
+    again = _run("prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), *PREPARE)
+    assert again.returncode == 0, again.stderr
+    assert f"{at_kill} up to date" in again.stdout
+    skip = ("manifest.jsonl",)
+    assert _tree(clips, skip) == _tree(tmp_path / "a", skip)
+    assert len([p for p in clips.rglob("*.wav") if not p.name.startswith(".")]) == 30
+
+
+def test_sigkill_of_prepare_with_two_workers_leaves_no_process(tmp_path: Path) -> None:
+    raw = _raw_audio(tmp_path / "raw", 8, seconds=20.0)
+    clips = tmp_path / "clips"
+    process = _cli(
+        "prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), "--workers", "2", *PREPARE
+    )
+    deadline = time.monotonic() + 60
+    workers: set[int] = set()
+    while time.monotonic() < deadline and len(workers) < 2 and process.poll() is None:
+        workers = _children(process.pid)
+        time.sleep(0.02)
+    assert len(workers) >= 2, "the workers never started"
+    process.send_signal(signal.SIGKILL)  # the parent only: its workers must follow it
+    process.wait()
+    deadline = time.monotonic() + 10
+    while _alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive(workers) == set()
+
+
+def test_a_second_run_of_a_stage_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    raw = _raw_audio(tmp_path / "raw", 6, seconds=20.0)
+    clips = tmp_path / "clips"
+    first = _cli("prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), *PREPARE)
+    lock = clips / ".manifest.jsonl.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text().startswith("pid")):
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.01)
+    second = _run("prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), *PREPARE)
+    first_out, first_err = first.communicate(timeout=120)
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in second.stderr
+    assert f"another midimix prepare run (pid {first.pid}) is writing to {clips}" in lines[0]
+    assert "6 done" in first_out
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real tmpfs (we run as root): a full disk, not an injected error."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _midi_set(folder: Path, count: int) -> Path:
+    genre = folder / "g"
+    genre.mkdir(parents=True)
+    seed = fuzz_cli.midi_seed()
+    for i in range(count):
+        data = seed
+        for pitch in (60, 64, 67, 72, 62):
+            for status in (0x90, 0x80):
+                data = data.replace(bytes([status, pitch]), bytes([status, pitch - 12 + i % 24]))
+        (genre / f"p{i:03d}.mid").write_bytes(data)
+    return folder
+
+
+def test_full_disk_during_tokenize_leaves_complete_files_and_a_rerun_finishes_identical(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    midi = _midi_set(tmp_path / "midi", 40)
+    args = ("--no-progress", "--transpose-semitones", "2")
+    reference = _run("tokenize", f"g={midi / 'g'}", "--out", str(tmp_path / "ref"), *args)
+    assert reference.returncode == 0, reference.stderr
+    out = small_disk / "tokens"
+    full = _run("tokenize", f"g={midi / 'g'}", "--out", str(out), *args)
+    assert full.returncode != 0  # 96 kB cannot hold the records of 40 pieces and 5 variants
+    assert "Traceback" not in full.stderr
+    assert "the disk is full writing to" in full.stderr or "failed" in full.stdout
+    for path in out.rglob("*"):  # every file is absent or complete
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        text = path.read_text()
+        if path.suffix == ".json":
+            json.loads(text)
+        else:
+            assert text == "" or text.endswith("\n"), path
+            for line in text.splitlines():
+                json.loads(line)
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+    again = _run("tokenize", f"g={midi / 'g'}", "--out", str(out), *args)
+    assert again.returncode == 0, again.stderr
+    skip = ("manifest.jsonl",)
+    assert _tree(out, skip) == _tree(tmp_path / "ref", skip)
