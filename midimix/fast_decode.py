@@ -127,28 +127,29 @@ class LeanGPT2:
     def step(self, ids: torch.Tensor) -> torch.Tensor:
         """Feed one id per row (B,) at the next position -> (B, V) logits."""
         import torch
-        import torch.nn.functional as F
 
         pos = self.filled
         if pos >= self.length:
             raise ValueError(f"the KV cache is full ({self.length} positions)")
-        rows, width, heads, dim = self.rows, self.embed, self.heads, self.head_dim
-        x = F.embedding(ids, self.wte) + self.wpe[pos]  # (B, E)
+        rows, width, heads, dim, eps = self.rows, self.embed, self.heads, self.head_dim, self.eps
+        shape, qkv_shape = (width,), (rows, 3, heads, 1, dim)
         end = pos + 1
+        # builtins rather than torch.nn.functional wrappers: a step is ~50 small ops
+        x = torch.embedding(self.wte, ids).add_(self.wpe[pos])  # (B, E)
         for cache, layer in zip(self.cache, self.layers, strict=True):
             ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb, scale = layer
-            h = F.layer_norm(x, (width,), ln1w, ln1b, self.eps)
-            qkv = torch.addmm(ab, h, aw).view(rows, 3, heads, dim)
-            cache[:, :, :, pos] = qkv[:, 1:].transpose(0, 1)  # (2, B, H, D)
-            a = F.scaled_dot_product_attention(
-                qkv[:, 0].unsqueeze(2),  # (B, H, 1, D)
-                cache[0, :, :, :end],
-                cache[1, :, :, :end],
+            h = torch.layer_norm(x, shape, ln1w, ln1b, eps)
+            qkv = torch.addmm(ab, h, aw).view(qkv_shape)  # (B, q|k|v, H, 1, D)
+            cache.narrow(3, pos, 1).copy_(qkv.narrow(1, 1, 2).transpose(0, 1))
+            a = torch._C._nn.scaled_dot_product_attention(
+                qkv.select(1, 0),  # (B, H, 1, D)
+                cache[0].narrow(2, 0, end),
+                cache[1].narrow(2, 0, end),
                 scale=scale,
             )
             x = torch.addmm(pb, a.view(rows, width), pw).add_(x)
-            h = F.layer_norm(x, (width,), ln2w, ln2b, self.eps)
-            h = F.gelu(torch.addmm(fb, h, fw), approximate="tanh")
+            h = torch.layer_norm(x, shape, ln2w, ln2b, eps)
+            h = torch._C._nn.gelu(torch.addmm(fb, h, fw), approximate="tanh")
             x = torch.addmm(mb, h, mw).add_(x)
         self.filled = end
         return self._logits(x)

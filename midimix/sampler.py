@@ -130,8 +130,11 @@ class _Runner:
         return out.logits[:, -1, :]
 
 
-def _mixed_scores(logits: torch.Tensor, plan: MixPlan, weights: torch.Tensor) -> torch.Tensor:
-    """(S*C, V) logits -> (S, V) scores of the mix (+ guidance). weights: (S, G)."""
+def _mixed_scores(
+    logits: torch.Tensor, plan: MixPlan, table: torch.Tensor, bar_index: torch.Tensor
+) -> torch.Tensor:
+    """(S*C, V) logits -> (S, V) scores of the mix (+ guidance); the weights of each sample
+    are the rows `bar_index` (S,) of the per-bar table (n_bars, G)."""
     import torch
 
     from midimix.sampling import apply_guidance, combine_logprobs
@@ -139,6 +142,7 @@ def _mixed_scores(logits: torch.Tensor, plan: MixPlan, weights: torch.Tensor) ->
     c = plan.conditions
     if c == 1:
         return logits.float()  # one condition: the logits themselves (softmax-equivalent)
+    weights = table[bar_index]  # (S, G)
     logp = torch.log_softmax(logits.float(), dim=-1).view(-1, c, logits.shape[-1])  # (S, C, V)
     g = len(plan.genre_ids) if plan.method == "logits" else 1
     mixed = (
@@ -197,25 +201,38 @@ def sample_tokens(
         )
 
     def row_limits(bar_index: torch.Tensor) -> Any:
-        return None if limits is None else limits.rows(bar_index.clamp(max=n_weight_rows - 1))
+        return None if limits is None else limits.rows(bar_index)
 
-    # every fed id, prompt first: the sliding window and cache rebuilds read from here
+    # every fed id, prompt first: the sliding window and cache rebuilds read from here; the
+    # ids of each step are collected in a list and copied in only when a rebuild needs them
     history = torch.zeros(
         num_samples, len(prompt) + max_new_tokens, dtype=torch.long, device=device
     )
     history[:, : len(prompt)] = torch.tensor(prompt, dtype=torch.long, device=device)
-    fed = len(prompt)
-    kept = torch.zeros(num_samples, max_new_tokens, dtype=torch.bool, device=device)
+    new_ids: list[torch.Tensor] = []  # (S,) per step
+    copied = 0  # steps already in `history`
+
+    def fed_history() -> torch.Tensor:
+        nonlocal copied
+        if copied < len(new_ids):
+            start = len(prompt) + copied
+            history[:, start : len(prompt) + len(new_ids)] = torch.stack(new_ids[copied:], 1)
+            copied = len(new_ids)
+        return history
+
+    stops = [max_new_tokens] * num_samples  # a sample keeps its ids before the one that ended it
     bar_index = torch.zeros(num_samples, dtype=torch.long, device=device)
+    scheduled = n_weight_rows > 1  # the mix (and its limits) change bar by bar
+    limits_now = row_limits(bar_index)
     finished = torch.zeros(num_samples, dtype=torch.bool, device=device)
-    restarts, steps = 0, 0
+    restarts, steps, fed = 0, 0, len(prompt)
     with torch.inference_mode():
         logits = runner.prefill(history[:, max(0, fed - keep_tokens) : fed], bar_index)
         while steps < max_new_tokens:
             steps += 1
-            scores = _mixed_scores(logits, plan, weights[bar_index])
+            scores = _mixed_scores(logits, plan, weights, bar_index)
             allowed = grammar_mask(
-                grammar, st, target_bars, sampling.max_tokens_per_bar, row_limits(bar_index)
+                grammar, st, target_bars, sampling.max_tokens_per_bar, limits_now
             )
             scores = mask_scores(scores, allowed)
             scores = apply_top_p(
@@ -224,28 +241,33 @@ def sample_tokens(
             )
             ids = sample_ids(scores, generator)  # (S,)
             ended = advance(grammar, st, ids, target_bars)
-            kept[:, steps - 1] = ~finished & ~ended
-            history[:, fed] = ids
+            new_ids.append(ids)
             fed += 1
-            finished |= ended
-            if bool(finished.all()):
-                break
-            new_index = (st.bars_done - 1).clamp(0, n_weight_rows - 1)
-            reweigh = plan.method == "embedding" and bool(
-                (weights[new_index] != weights[bar_index]).any()
-            )
-            bar_index = new_index
+            if bool(ended.any()):
+                for row in (ended & ~finished).nonzero().flatten().tolist():
+                    stops[row] = steps - 1
+                finished |= ended
+                if bool(finished.all()):
+                    break
+            reweigh = False
+            if scheduled:
+                new_index = (st.bars_done - 1).clamp(0, n_weight_rows - 1)
+                reweigh = plan.method == "embedding" and bool(
+                    (weights[new_index] != weights[bar_index]).any()
+                )
+                bar_index = new_index
+                limits_now = row_limits(bar_index)
             if runner.length + 1 > runner.context:
-                logits = runner.prefill(history[:, fed - keep_tokens : fed], bar_index)
+                logits = runner.prefill(fed_history()[:, fed - keep_tokens : fed], bar_index)
                 restarts += 1
             elif reweigh:  # the mixed embedding changed: recompute the window under it
-                logits = runner.prefill(history[:, fed - (runner.length - 1) : fed], bar_index)
+                window = fed_history()[:, fed - (runner.length - 1) : fed]
+                logits = runner.prefill(window, bar_index)
                 restarts += 1
             else:
                 logits = runner.step(ids)
-    new = history[:, len(prompt) : len(prompt) + steps].tolist()
-    flags = kept[:, :steps].tolist()
-    out = [[i for i, k in zip(r, f, strict=True) if k] for r, f in zip(new, flags, strict=True)]
+    new = fed_history()[:, len(prompt) : len(prompt) + steps].tolist()
+    out = [r[: min(stop, steps)] for r, stop in zip(new, stops, strict=True)]
     return SampleResult(out, st.bars_done.tolist(), steps, restarts)
 
 
@@ -278,7 +300,7 @@ def grammar_to(grammar: Grammar, device: Any) -> Grammar:
     moved = {
         f.name: getattr(grammar, f.name).to(device)
         for f in dataclasses.fields(grammar)
-        if isinstance(getattr(grammar, f.name), torch.Tensor)
+        if f.init and isinstance(getattr(grammar, f.name), torch.Tensor)
     }
     return dataclasses.replace(grammar, **moved)
 

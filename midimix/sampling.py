@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -169,6 +169,31 @@ class Grammar:
     moves: torch.Tensor  # (V,) bool: the id holds a Bar or Position (a new onset)
     has_tempo: torch.Tensor  # (V,) bool: the id sets a tempo
     tempo_follows: torch.Tensor  # (n_states,) bool: a Tempo token may come next
+    # derived in __post_init__, so that a decoding step does not rebuild them
+    onset_matrix: torch.Tensor = field(init=False, repr=False)  # (128, V) float onset_pitches.T
+    onset_adds: torch.Tensor = field(init=False, repr=False)  # (V,) long: notes an id adds
+    no_adds: torch.Tensor = field(init=False, repr=False)  # (1, V) bool: adds no note
+    first_pos_row: torch.Tensor = field(init=False, repr=False)  # (1, V) first_pos
+    last_pos_row: torch.Tensor = field(init=False, repr=False)  # (1, V) last_pos
+    sets_sig: torch.Tensor = field(init=False, repr=False)  # (1, V) bool: bar_positions > 0
+    sig_fits: torch.Tensor = field(init=False, repr=False)  # (1, V) bool: last_pos < its bar
+    # what `advance` reads of each id, one gather per step: (V, 8) long and (V, 2, 128) bool
+    id_values: torch.Tensor = field(init=False, repr=False)
+    id_pitches: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.onset_matrix = self.onset_pitches.float().T.contiguous()
+        self.onset_adds = self.onset_pitches.sum(dim=1)
+        self.no_adds = (self.onset_adds == 0).unsqueeze(0)
+        self.first_pos_row = self.first_pos.unsqueeze(0)
+        self.last_pos_row = self.last_pos.unsqueeze(0)
+        self.sets_sig = (self.bar_positions > 0).unsqueeze(0)
+        self.sig_fits = self.last_pos_row < self.bar_positions.unsqueeze(0)
+        sets_pos = (self.bars_in > 0) | (self.last_pos >= 0)
+        columns = [self.bars_in, self.has_note, self.last_pos, self.next_state]
+        columns += [self.bar_positions, self.moves, self.has_tempo, sets_pos]
+        self.id_values = torch.stack([c.long() for c in columns], dim=1)
+        self.id_pitches = torch.stack([self.after_pitches, self.onset_pitches], dim=1)
 
     @property
     def start_state(self) -> int:
@@ -352,13 +377,13 @@ def onset_and_value_mask(g: Grammar, st: GrammarState, limits: RowLimits | None)
     """(B, V) bool: no pitch started twice on one onset; with limits, no more notes on an
     onset than the cap, only tempos and time signatures of the mix, and a tempo of the mix at
     the first Position of the piece (or of a bar whose mix no longer allows the tempo)."""
-    shared = st.onset_pitches.float() @ g.onset_pitches.float().T  # (B, V) pitches in common
+    shared = st.onset_pitches.float() @ g.onset_matrix  # (B, V) pitches in common
     ok = shared == 0
     if limits is None:
         return ok
     onset_notes = st.onset_pitches.sum(dim=1)  # (B,)
-    adds = g.onset_pitches.sum(dim=1)  # (V,)
-    ok &= (adds.unsqueeze(0) == 0) | (onset_notes.unsqueeze(1) + adds <= limits.onset_cap[:, None])
+    room = (limits.onset_cap - onset_notes).unsqueeze(1)  # (B, 1) notes the onset still takes
+    ok &= g.no_adds | (g.onset_adds <= room)
     ok &= limits.allowed
     current = limits.allowed.gather(1, st.tempo_id.clamp(min=0).unsqueeze(1)).squeeze(1)
     need_tempo = ((st.tempo_id < 0) | ~current) & g.tempo_follows[st.state]
@@ -385,23 +410,21 @@ def grammar_mask(
       without a note, to a note) along the shortest path of the type graph, so every piece
       reaches its length.
     """
-    forward = g.pos_free | (g.first_pos.unsqueeze(0) > st.cur_pos.unsqueeze(1))  # (B, V)
-    # an id that sets a time signature brings its own bar length
-    limit = torch.where(
-        g.bar_positions > 0, g.bar_positions.unsqueeze(0), st.bar_limit.unsqueeze(1)
-    )
-    allowed = g.allowed[st.state] & forward & (g.last_pos.unsqueeze(0) < limit)  # (B, V)
+    allowed = g.allowed[st.state]  # (B, V), a fresh tensor
+    allowed &= g.pos_free | (g.first_pos_row > st.cur_pos.unsqueeze(1))  # forward in the bar
+    # inside the bar; an id that sets a time signature brings its own bar length
+    allowed &= torch.where(g.sets_sig, g.sig_fits, g.last_pos_row < st.bar_limit.unsqueeze(1))
     allowed &= onset_and_value_mask(g, st, limits)
     if target_bars is None or not g.has_bars:
         return allowed
 
     last_bar = st.bars_done >= target_bars  # (B,)
     need_note = last_bar & ~st.bar_has_note
-    allowed &= ~(need_note.unsqueeze(1) & g.starts_bar)  # no bar line before a last note
+    allowed.masked_fill_(need_note.unsqueeze(1) & g.starts_bar, False)  # a last note first
     allowed[:, g.eos_id] = last_bar & st.bar_has_note & g.can_end[st.state]
-    long_bar = st.bar_tokens >= max_tokens_per_bar
-    if not bool(long_bar.any()):
+    if int(st.bar_tokens.max()) < max_tokens_per_bar:
         return allowed
+    long_bar = st.bar_tokens >= max_tokens_per_bar
 
     nxt = g.next_state.unsqueeze(0)  # (1, V)
     to_bar = g.starts_bar | (g.dist_bar[nxt] < g.dist_bar[st.state].unsqueeze(1))
@@ -418,26 +441,23 @@ def advance(
 ) -> torch.Tensor:
     """Update the state in place with the sampled ids (B,); return (B,) bool: the row ended
     with this id (EOS, or a bar line after the requested bars), which is then not kept."""
-    bars = g.bars_in[ids]  # (B,)
+    values = g.id_values[ids]  # (B, 8): one gather for every per-id table
+    bars, note01, last_pos, state, sig, moved, tempo, sets_pos = values.unbind(1)
     new_bar = bars > 0
+    note = note01 > 0
     ended = ids == g.eos_id
     if target_bars is not None and g.has_bars:
         ended |= new_bar & (st.bars_done >= target_bars)
-    note = g.has_note[ids]
-    last_pos = g.last_pos[ids]
-    st.state = g.next_state[ids]
-    st.bars_done = st.bars_done + torch.where(ended, torch.zeros_like(bars), bars)
+    st.state = state
+    st.bars_done = st.bars_done + bars.masked_fill(ended, 0)
     st.bar_has_note = torch.where(new_bar, note, st.bar_has_note | note)
-    st.bar_tokens = torch.where(new_bar, torch.zeros_like(st.bar_tokens), st.bar_tokens + 1)
-    st.cur_pos = torch.where(new_bar | (last_pos >= 0), last_pos, st.cur_pos)
-    st.notes = st.notes + note.long()
-    sig = g.bar_positions[ids]
+    st.bar_tokens = (st.bar_tokens + 1).masked_fill_(new_bar, 0)
+    st.cur_pos = torch.where(sets_pos > 0, last_pos, st.cur_pos)  # a Bar or a Position
+    st.notes = st.notes + note01
     st.bar_limit = torch.where(sig > 0, sig, st.bar_limit)
-    moved = g.moves[ids].unsqueeze(1)  # (B, 1)
-    st.onset_pitches = torch.where(
-        moved, g.after_pitches[ids], st.onset_pitches | g.onset_pitches[ids]
-    )
-    st.tempo_id = torch.where(g.has_tempo[ids], ids, st.tempo_id)
+    after, onset = g.id_pitches[ids].unbind(1)  # (B, 128) each
+    st.onset_pitches = torch.where((moved > 0).unsqueeze(1), after, st.onset_pitches | onset)
+    st.tempo_id = torch.where(tempo > 0, ids, st.tempo_id)
     return ended
 
 
