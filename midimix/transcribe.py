@@ -29,9 +29,19 @@ from midimix.config import (
     save_config,
 )
 from midimix.errors import ConfigError, InputError, cli_errors
+from midimix.jit_cache import use_user_cache
 from midimix.manifest import STATUS_EMPTY, Item, Manifest, StageSummary, run_items
 from midimix.options import add_config_arguments, config_from_args, option, stage_parser
-from midimix.transcribe_beats import drum_hits, spectral_flatness, track_beats, write_midi
+from midimix.transcribe_beats import (
+    MIN_DRUM_SHARE,
+    drum_hits,
+    percussive_share,
+    spectral_flatness,
+    track_beats,
+    write_midi,
+)
+
+use_user_cache()  # before librosa is imported, here and in every worker (midimix.jit_cache)
 
 SAMPLE_RATE_HZ = 22050  # basic-pitch's rate
 FFT_HOP = 256  # basic-pitch's model hop: one output frame per 256 samples
@@ -82,6 +92,9 @@ class TranscribeConfig:
     melodia: bool = False  # basic-pitch's "melodia trick", notes without an onset (-0.2 F1)
     tempo_map: str = field(default="beats", metadata=_TEMPO_MAP)  # beats: the tempo follows
     # the tracked beats; constant: one tracked tempo; off: 120 BPM as basic-pitch writes
+    tempo_range: str | None = field(default=None, metadata=option(metavar="LO-HI"))  # BPM range
+    # the music's tempo lies in (e.g. 60-90 for lo-fi): the estimate is doubled or halved into
+    # it; none: the tracker's prior (centre 110 BPM) decides between double and half
     hpss: bool = False  # transcribe the harmonic part only, so drums do not become notes
     drums: bool = False  # add the percussive onsets as a General MIDI drum track
     max_flatness: float = field(default=0.3, metadata=_EMPTY)  # a clip with a higher mean
@@ -115,6 +128,7 @@ class TranscribeConfig:
                 f"({self.max_pitch_hz})"
             )
         check_choice("tempo_map", self.tempo_map, TEMPO_MAPS)
+        self.tempo_bounds()
         check_choice("window_layout", self.window_layout, WINDOW_LAYOUTS)
         check_range("max_flatness", self.max_flatness, 0.0, 1.0)
         check_range("min_audio_seconds", self.min_audio_seconds, 0.0, 3600.0)
@@ -122,6 +136,22 @@ class TranscribeConfig:
         check_range("threads", self.threads, 0, 256)
         check_range("workers", self.workers, 1, 256)
         parse_shard(self.shard)
+
+    def tempo_bounds(self) -> tuple[float, float] | None:
+        """`tempo_range` as (lo, hi) BPM, checked: 20 <= lo < hi <= 400."""
+        if self.tempo_range is None:
+            return None
+        try:
+            lo, hi = (float(part) for part in str(self.tempo_range).split("-"))
+        except ValueError:
+            raise ConfigError(
+                f"tempo_range must be LO-HI in BPM (e.g. 60-90), got {self.tempo_range!r}"
+            ) from None
+        check_range("tempo_range low", lo, 20.0, 400.0)
+        check_range("tempo_range high", hi, 20.0, 400.0)
+        if lo >= hi:
+            raise ConfigError(f"tempo_range: {lo:g} must be below {hi:g}")
+        return lo, hi
 
     def params(self) -> dict[str, Any]:
         """What decides the output (not how fast or where it runs): the manifest's skip key."""
@@ -355,8 +385,13 @@ def _transcribe_clip(item: Item, config: TranscribeConfig) -> dict[str, Any]:
     session = load_model(config.threads)
     activations = run_model(pitched, session, config.batch_windows, config.window_layout)
     notes = activations_to_notes(activations, config)
-    beats = track_beats(audio, SAMPLE_RATE_HZ)
-    hits = drum_hits(percussive, SAMPLE_RATE_HZ) if config.drums else []
+    beats = track_beats(audio, SAMPLE_RATE_HZ, config.tempo_bounds())
+    hits = []
+    if config.drums:
+        share = percussive_share(audio, SAMPLE_RATE_HZ)
+        record["drum_share"] = round(share, 3)
+        if share >= MIN_DRUM_SHARE:  # no drums in the clip: piano attacks are not kicks
+            hits = drum_hits(percussive, SAMPLE_RATE_HZ)
     record.update(
         notes=len(notes),
         drum_hits=len(hits),

@@ -18,6 +18,12 @@ DEFAULT_BPM = 120.0  # basic-pitch's fixed tempo, used when no beat is found
 # librosa's beats sit this late against the notes' true onsets (the onset envelope peaks
 # after the attack): 34-48 ms, median 40 ms, on the round-trip set at 70-140 BPM
 BEAT_LAG_S = 0.040
+# `--drums` writes no drum track for a clip whose percussive share above 2 kHz is lower:
+# between the drum-free (<= 0.52) and drummed (>= 0.88) pieces of the tempo set
+MIN_DRUM_SHARE = 0.7
+# centre of the log-normal tempo prior (one octave wide) that picks among the autocorrelation's
+# peaks: 110 measured best of 90-120 on the tempo set (librosa: 120; docs/transcribe.md)
+PRIOR_BPM = 110.0
 
 
 @dataclass(frozen=True)
@@ -29,11 +35,20 @@ class Beats:
     confidence: float  # 0-1: how much onset strength sits on the beats rather than between
 
 
-def track_beats(audio: np.ndarray, sample_rate_hz: int) -> Beats:
+def track_beats(
+    audio: np.ndarray,
+    sample_rate_hz: int,
+    tempo_range: tuple[float, float] | None = None,
+    prior_bpm: float = PRIOR_BPM,
+) -> Beats:
+    """Beats and tempo of the audio; with `tempo_range` (lo, hi BPM) the estimate is moved by
+    octaves (x2, /2) into the range before the beats are tracked."""
     import librosa
 
     envelope = librosa.onset.onset_strength(y=audio, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
-    tempo = global_tempo(envelope, sample_rate_hz)
+    tempo = global_tempo(envelope, sample_rate_hz, prior_bpm=prior_bpm)
+    if tempo_range is not None:
+        tempo = fold_tempo(tempo, tempo_range)
     _, frames = librosa.beat.beat_track(
         onset_envelope=envelope, sr=sample_rate_hz, hop_length=HOP_SAMPLES, bpm=tempo
     )
@@ -48,7 +63,20 @@ def track_beats(audio: np.ndarray, sample_rate_hz: int) -> Beats:
     return Beats(tempo_bpm, np.asarray(times_s, float), beat_confidence(envelope, frames))
 
 
-def global_tempo(envelope: np.ndarray, sample_rate_hz: int, window_s: float = 8.0) -> float:
+def fold_tempo(tempo_bpm: float, tempo_range: tuple[float, float]) -> float:
+    """`tempo_bpm` times the power of two that brings it into [lo, hi], or nearest to it (in
+    log distance) when the range is narrower than an octave."""
+    lo, hi = tempo_range
+    candidates = [tempo_bpm * 2.0**k for k in range(-4, 5)]
+    inside = [t for t in candidates if lo <= t <= hi]
+    if inside:  # a range wider than an octave can hold two: keep the one nearest the estimate
+        return min(inside, key=lambda t: abs(np.log(t / tempo_bpm)))
+    return min(candidates, key=lambda t: min(abs(np.log(t / lo)), abs(np.log(t / hi))))
+
+
+def global_tempo(
+    envelope: np.ndarray, sample_rate_hz: int, window_s: float = 8.0, prior_bpm: float = PRIOR_BPM
+) -> float:
     """librosa's tempo estimate (its lags up to `window_s`, its log-normal prior around
     120 BPM) from one autocorrelation of the whole onset envelope, instead of from a tempogram
     of 8-s windows at every frame as `beat_track` makes it: the same tempo and beats on all 20
@@ -61,7 +89,11 @@ def global_tempo(envelope: np.ndarray, sample_rate_hz: int, window_s: float = 8.
         return DEFAULT_BPM
     tempogram = (autocorrelation / autocorrelation.max())[:, None]  # one frame: the whole clip
     bpm = librosa.feature.tempo(
-        onset_envelope=envelope, sr=sample_rate_hz, hop_length=HOP_SAMPLES, tg=tempogram
+        onset_envelope=envelope,
+        sr=sample_rate_hz,
+        hop_length=HOP_SAMPLES,
+        tg=tempogram,
+        start_bpm=prior_bpm,
     )
     return float(np.atleast_1d(bpm)[0])
 
@@ -124,6 +156,21 @@ def beat_grid(beats: Beats, end_s: float) -> np.ndarray:
 def seconds_to_ticks(times_s: np.ndarray, grid_s: np.ndarray, ticks_per_beat: int) -> np.ndarray:
     beats = np.interp(times_s, grid_s, np.arange(len(grid_s), dtype=float))
     return np.round(beats * ticks_per_beat).astype(np.int64)
+
+
+def percussive_share(audio: np.ndarray, sample_rate_hz: int, min_hz: float = 2000.0) -> float:
+    """The percussive part's share (0-1) of the energy above `min_hz`, by librosa's HPSS.
+
+    Drums put nearly all their energy up there in the percussive part: 0.88-1.00 on the tempo
+    set's lo-fi and jazz pieces with drums (clean, lo-fi chain, MP3, noise); drum-free piano
+    and electric piano 0.09-0.52 (the highest with hiss added)."""
+    import librosa
+
+    spectrum = np.abs(librosa.stft(audio, n_fft=1024, hop_length=HOP_SAMPLES))
+    harmonic, percussive = librosa.decompose.hpss(spectrum)
+    high = librosa.fft_frequencies(sr=sample_rate_hz, n_fft=1024) >= min_hz
+    p, h = float((percussive[high] ** 2).sum()), float((harmonic[high] ** 2).sum())
+    return p / (p + h) if p + h > 0 else 0.0
 
 
 def drum_hits(percussive: np.ndarray, sample_rate_hz: int) -> list[tuple[float, int, int]]:

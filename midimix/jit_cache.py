@@ -1,0 +1,37 @@
+"""A per-user JIT cache for numba (librosa's compiled functions), outside the environment.
+
+By default numba caches compiled code next to the sources, inside site-packages, shared by
+every process of every user of the environment; several processes compiling librosa's
+functions at once there left a cache file that crashed later runs (a segmentation fault in
+`librosa.util.peak_pick`). `use_user_cache()` points numba at ~/.cache/midimix/numba (under
+$XDG_CACHE_HOME when set) unless NUMBA_CACHE_DIR is set already. It must run before librosa is
+imported: the transcribe stage calls it when it is imported, so the stage's workers, forked
+from a server started after that, inherit it. numba itself writes cache files to a temporary
+name and renames them, so processes sharing the per-user folder see whole files only."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "midimix" / "numba"
+
+
+def use_user_cache() -> str:
+    """Set NUMBA_CACHE_DIR (if unset) to the per-user folder; returns the folder in use."""
+    folder = os.environ.get("NUMBA_CACHE_DIR")
+    if not folder:
+        folder = str(user_cache_dir())
+        os.environ["NUMBA_CACHE_DIR"] = folder
+    with contextlib.suppress(OSError):  # numba falls back to its own places if it cannot
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    numba_config: Any = sys.modules.get("numba.core.config")
+    if numba_config is not None and not getattr(numba_config, "CACHE_DIR", ""):
+        numba_config.CACHE_DIR = folder  # numba imported already (but not librosa, we hope)
+    return folder
