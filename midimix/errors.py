@@ -3,6 +3,7 @@ what was expected, what was found and how to fix it. Command lines print it and 
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -44,6 +45,16 @@ def cli_errors(main: F) -> F:
             return main(*args, **kwargs)
         except MidimixError as error:
             print(f"error: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" writing {error.filename}" if error.filename else ""
+            print(
+                f"error: the disk is full{where}; free some space and run again (finished "
+                f"items are kept)",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         except KeyboardInterrupt:
             print("interrupted: finished items are kept; run again to resume", file=sys.stderr)

@@ -216,3 +216,24 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path: Path) -> None:
         run_items("toy", _items(tmp_path, {"a": "x"}), _double, manifest, {}, progress=False)
     summary = run_items("toy", _items(tmp_path, {"a": "x"}), _double, manifest, {}, progress=False)
     assert summary.done == 1
+
+
+def test_a_full_disk_ends_a_command_line_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from midimix.errors import cli_errors
+
+    @cli_errors
+    def main() -> int:
+        raise OSError(errno.ENOSPC, "No space left on device", "data/clips/x.wav")
+
+    assert main() == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "disk is full writing data/clips/x.wav" in err
+
+
+def test_output_names_stay_inside_the_output_folder() -> None:
+    from midimix.generate import GenerateConfig, output_stem
+
+    stem = output_stem(GenerateConfig(name="../../etc/passwd"), {"lofi": 1.0}, 0)
+    assert "/" not in stem and not stem.startswith(".")

@@ -132,7 +132,9 @@ def output_stem(config: GenerateConfig, weights: dict[str, float], sample: int) 
         if getattr(config, field) != getattr(defaults, field):
             stem += f"-{tag}{getattr(config, field):g}"
     stem += f"-seed{config.seed}"
-    return stem + (f"-{sample}" if config.num_samples > 1 else "")
+    stem += f"-{sample}" if config.num_samples > 1 else ""
+    # a file name, never a path: names from a schedule text or --name stay inside --out-dir
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).lstrip(".") or "piece"
 
 
 def weight_table(
