@@ -5,14 +5,11 @@ tempo_set.py); no basic-pitch runs here except in the concurrency test."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from midimix.transcribe import TranscribeConfig
 from midimix.transcribe_beats import (
@@ -88,43 +85,3 @@ def test_drum_free_piano_gets_no_drum_track(chorale_100: np.ndarray) -> None:
 
 def test_lofi_with_drums_passes_the_drum_gate(lofi_70: np.ndarray) -> None:
     assert percussive_share(ts.degrade(lofi_70, "lofi100"), ts.SAMPLE_RATE_HZ) >= MIN_DRUM_SHARE
-
-
-@pytest.mark.skipif(
-    not os.environ.get("MIDIMIX_SLOW_TESTS"),
-    reason="compiles librosa's numba code twice from cold (1-3 min); MIDIMIX_SLOW_TESTS=1 runs it",
-)
-def test_two_transcriptions_at_once_from_a_cold_jit_cache(tmp_path: Path) -> None:
-    """Both finish, with the numba cache written under the user's folder, not the venv."""
-    clips = tmp_path / "clips" / "lofi"
-    clips.mkdir(parents=True)
-    t = np.arange(3 * ts.SAMPLE_RATE_HZ) / ts.SAMPLE_RATE_HZ
-    tone = (0.3 * np.sin(2 * np.pi * 440 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
-    sf.write(clips / "a.wav", tone, ts.SAMPLE_RATE_HZ)
-    cache = tmp_path / "xdg"
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-    env.update(XDG_CACHE_HOME=str(cache), PYTHONPATH=str(ROOT))
-    runs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "midimix.transcribe",
-                "--clips-dir",
-                str(tmp_path / "clips"),
-                "--midi-dir",
-                str(tmp_path / f"midi{k}"),
-                "--drums",
-                "--no-progress",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
-        for k in range(2)
-    ]
-    outputs = [run.communicate(timeout=300)[0] for run in runs]
-    for run, output in zip(runs, outputs, strict=True):
-        assert run.returncode == 0, output
-    assert any((cache / "midimix" / "numba").rglob("*.nbi")), "no numba cache written there"
