@@ -62,6 +62,17 @@ STATE_FILE = "pipeline-state.json"  # out/: what generate and evaluate last made
 _DATA, _TRAIN, _PIECE = "data", "training", "generated piece and report"
 
 
+def parse_tempo_ranges(text: str) -> dict[str, str]:
+    """'lofi=55-95,classical=60-160' -> {'lofi': '55-95', ...} (ranges checked by transcribe)."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        genre, sep, span = (x.strip() for x in part.partition("="))
+        if not sep or not genre or not span:
+            raise ConfigError(f"expected GENRE=LO-HI like lofi=55-95, got {part!r}")
+        out[genre] = span
+    return out
+
+
 @dataclass
 class PipelineConfig:
     """The pipeline's own settings; each is handed to the stage that uses it, whose config
@@ -80,6 +91,10 @@ class PipelineConfig:
     hpss: bool = field(
         default=False, metadata=option(group=_DATA)
     )  # transcribe: drop percussion before transcription
+    tempo_ranges: dict[str, str] | None = field(
+        default=None, metadata=option(group=_DATA, parse=parse_tempo_ranges, metavar="G=LO-HI,...")
+    )  # transcribe: each genre's tempo range in BPM, e.g. lofi=55-95,classical=60-160, so
+    # slow swung music is not read at double tempo; none: no range
     run_name: str = field(
         default="model", metadata=option(group=_TRAIN)
     )  # the model is written to DATA_DIR/runs/RUN_NAME/best
@@ -239,6 +254,12 @@ def stage_configs(config: PipelineConfig, genres: list[str]) -> dict[str, Any]:
     from midimix.transcribe import TranscribeConfig
 
     progress, workers = config.progress, config.workers
+    unknown = sorted(set(config.tempo_ranges or {}) - set(genres))
+    if unknown:
+        raise ConfigError(
+            f"tempo range given for {unknown[0]!r}, which is not one of the genres "
+            f"{', '.join(genres)}"
+        )
     if config.genre_mix is not None:
         check_genres(config.genre_mix, genres)
         check_weights(config.genre_mix)
@@ -247,7 +268,15 @@ def stage_configs(config: PipelineConfig, genres: list[str]) -> dict[str, Any]:
         "prepare": PrepareConfig(
             clip_seconds=config.clip_seconds, workers=workers, progress=progress
         ),
-        "transcribe": TranscribeConfig(workers=workers, progress=progress, hpss=config.hpss),
+        "transcribe": {
+            genre: TranscribeConfig(
+                workers=workers,
+                progress=progress,
+                hpss=config.hpss,
+                tempo_range=(config.tempo_ranges or {}).get(genre),
+            )
+            for genre in genres
+        },
         "tokenize": TokenizeConfig(workers=workers, progress=progress, seed=config.seed),
         "train": TrainConfig(
             preset=config.preset,
@@ -293,7 +322,6 @@ def run(genres: Mapping[str, Path | str], config: PipelineConfig | None = None) 
     from midimix.prepare import summary_text as prepare_summary
     from midimix.tokenize import tokenize
     from midimix.train import train
-    from midimix.transcribe import transcribe
 
     config = config or PipelineConfig()
     paths = parse_genre_paths([f"{g}={p}" for g, p in genres.items()])
@@ -326,9 +354,7 @@ def run(genres: Mapping[str, Path | str], config: PipelineConfig | None = None) 
             counts, config.min_pieces_per_genre, "clip(s) or MIDI file(s)", config.clip_seconds
         )
         n_clips = count_files(clips, "*.wav")
-        stage(
-            "transcribe", f"{n_clips} clips", lambda: transcribe(clips, midi, configs["transcribe"])
-        )
+        stage("transcribe", f"{n_clips} clips", lambda: _transcribe(clips, midi, configs))
     if any(user_midi.values()):
         n_midi = sum(user_midi.values())
         stage("midi", f"{n_midi} MIDI files", lambda: gather_midi(inputs, midi, config.progress))
@@ -363,6 +389,22 @@ def run(genres: Mapping[str, Path | str], config: PipelineConfig | None = None) 
         )
         result.summaries["evaluate"] = line
     return result
+
+
+def _transcribe(clips: Path, midi: Path, configs: dict[str, Any]) -> StageSummary:
+    """Each genre with its own settings (its tempo range), into one manifest."""
+    from midimix.transcribe import transcribe
+
+    total = StageSummary("transcribe")
+    for genre, config in configs["transcribe"].items():
+        if not (clips / genre).is_dir():
+            continue
+        part = transcribe({genre: clips / genre}, midi, config)
+        for name in ("done", "skipped", "empty", "failed", "out_of_shard", "seconds"):
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        total.failures += part.failures
+        total.records += part.records
+    return total
 
 
 def _state(out_dir: Path) -> dict[str, Any]:
