@@ -4,7 +4,7 @@
 
 Each run is a fresh `python -m midimix.generate --genre-mix lofi=0.7,classical=0.3 --seconds S`
 process (imports, model load, sampling, FluidSynth render and the lo-fi chain included), timed
-from start to exit. Target: a 30-second mixed piece in at most 15 s, median of 5. The peer is
+from start to exit. Target: a 30-second mixed piece in at most 6 s, median of 5. The peer is
 the interpreter itself: `python -c "import torch, transformers"`, the floor any such command
 pays before doing work; the ratio says how much of the time is midimix's own work.
 """
@@ -42,7 +42,7 @@ def main() -> int:
             totals.append(timed(generate, Path(tmp)))
             print(f"run {run}: {totals[-1]:.2f} s (imports alone {floors[-1]:.2f} s)")
     total, floor = statistics.median(totals), statistics.median(floors)
-    print(f"cold start to audio, {args.seconds:g} s piece: median {total:.2f} s (target <= 15 s)")
+    print(f"cold start to audio, {args.seconds:g} s piece: median {total:.2f} s (target <= 6 s)")
     print(f"torch + transformers import alone: median {floor:.2f} s; ratio {total / floor:.1f}x")
     return 0
 

@@ -88,6 +88,8 @@ class LeanGPT2:
             dtype=self.wte.dtype,
             device=self.wte.device,
         )  # (layers, key|value, B, H, L, D)
+        self.keys = [layer[0] for layer in self.cache]  # (B, H, L, D) per layer
+        self.values = [layer[1] for layer in self.cache]
         self.filled = 0  # positions of the cache in use
 
     def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
@@ -135,16 +137,18 @@ class LeanGPT2:
         shape, qkv_shape = (width,), (rows, 3, heads, 1, dim)
         end = pos + 1
         # builtins rather than torch.nn.functional wrappers: a step is ~50 small ops
-        x = torch.embedding(self.wte, ids).add_(self.wpe[pos])  # (B, E)
-        for cache, layer in zip(self.cache, self.layers, strict=True):
+        x = torch.embedding(self.wte, ids).add_(self.wpe.select(0, pos))  # (B, E)
+        for cache, keys, values, layer in zip(
+            self.cache, self.keys, self.values, self.layers, strict=True
+        ):
             ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb, scale = layer
             h = torch.layer_norm(x, shape, ln1w, ln1b, eps)
             qkv = torch.addmm(ab, h, aw).view(qkv_shape)  # (B, q|k|v, H, 1, D)
             cache.narrow(3, pos, 1).copy_(qkv.narrow(1, 1, 2).transpose(0, 1))
             a = torch._C._nn.scaled_dot_product_attention(
                 qkv.select(1, 0),  # (B, H, 1, D)
-                cache[0].narrow(2, 0, end),
-                cache[1].narrow(2, 0, end),
+                keys.narrow(2, 0, end),
+                values.narrow(2, 0, end),
                 scale=scale,
             )
             x = torch.addmm(pb, a.view(rows, width), pw).add_(x)
