@@ -17,17 +17,78 @@ plain GPT-2 in eval mode); anything else goes through the model's own forward.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
 
 
+LAYER_TENSORS = (  # per block, in the order `LeanGPT2.step` unpacks them
+    "ln_1.weight",
+    "ln_1.bias",
+    "attn.c_attn.weight",  # (E, 3E): Conv1D weights are stored transposed
+    "attn.c_attn.bias",
+    "attn.c_proj.weight",
+    "attn.c_proj.bias",
+    "ln_2.weight",
+    "ln_2.bias",
+    "mlp.c_fc.weight",
+    "mlp.c_fc.bias",
+    "mlp.c_proj.weight",
+    "mlp.c_proj.bias",
+)
+
+
+@dataclass
+class GPT2Weights:
+    """A GPT-2 language model as plain tensors: what the lean step reads, without
+    transformers. `tensors` uses the state-dict names of GPT2LMHeadModel (the names in its
+    model.safetensors: transformer.wte.weight, transformer.h.0.ln_1.weight, ...; lm_head.weight
+    may be left out when tied to wte); `config` the fields of its config.json."""
+
+    config: Mapping[str, Any]
+    tensors: Mapping[str, torch.Tensor]
+
+    @classmethod
+    def from_model(cls, model: Any) -> GPT2Weights:
+        """The weights of a loaded GPT2LMHeadModel (shared, not copied)."""
+        config = {name: getattr(model.config, name, None) for name in CONFIG_FIELDS}
+        return cls(config, dict(model.named_parameters()))
+
+    @property
+    def context(self) -> int:
+        return int(self.config["n_positions"])
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors["transformer.wte.weight"].device
+
+    @property
+    def layer_count(self) -> int:
+        return int(self.config["n_layer"])
+
+
+CONFIG_FIELDS = (
+    "n_embd",
+    "n_head",
+    "n_layer",
+    "n_positions",
+    "layer_norm_epsilon",
+    "scale_attn_weights",
+    "scale_attn_by_inverse_layer_idx",
+)
+
+
 def supports(model: Any) -> bool:
     """True for the GPT-2s `LeanGPT2` computes exactly: eval mode, self-attention only, the
-    `gelu_new` activation, no upcast-and-reorder attention, a float32 model on the CPU or GPU."""
+    `gelu_new` activation, no upcast-and-reorder attention, a float32 model on the CPU or GPU
+    (and for `GPT2Weights`, which are read as such a model)."""
     import torch
 
+    if isinstance(model, GPT2Weights):
+        return True
     config = getattr(model, "config", None)
     return (
         type(model).__name__ == "GPT2LMHeadModel"
@@ -41,41 +102,29 @@ def supports(model: Any) -> bool:
 
 
 class LeanGPT2:
-    """One GPT2LMHeadModel's weights and a static KV cache for `rows` sequences."""
+    """A GPT-2's weights (a GPT2LMHeadModel or `GPT2Weights`) and a static KV cache for
+    `rows` sequences."""
 
     def __init__(self, model: Any, rows: int, max_length: int | None = None):
         import torch
 
-        config = model.config
-        t = model.transformer
-        self.embed, self.heads = int(config.n_embd), int(config.n_head)
+        weights = model if isinstance(model, GPT2Weights) else GPT2Weights.from_model(model)
+        config, tensors = weights.config, weights.tensors
+        self.embed, self.heads = int(config["n_embd"]), int(config["n_head"])
         self.head_dim = self.embed // self.heads
-        self.eps = float(config.layer_norm_epsilon)
-        self.scale = self.head_dim**-0.5 if config.scale_attn_weights else 1.0
-        self.context = int(config.n_positions)
-        self.wte, self.wpe = t.wte.weight, t.wpe.weight
-        self.head = model.lm_head.weight  # (V, E), tied to wte in a trained midimix model
-        self.layers = []
-        for i, block in enumerate(t.h):
-            scale = self.scale / (i + 1) if config.scale_attn_by_inverse_layer_idx else self.scale
-            self.layers.append(
-                (
-                    block.ln_1.weight,
-                    block.ln_1.bias,
-                    block.attn.c_attn.weight,  # (E, 3E): Conv1D weights are stored transposed
-                    block.attn.c_attn.bias,
-                    block.attn.c_proj.weight,
-                    block.attn.c_proj.bias,
-                    block.ln_2.weight,
-                    block.ln_2.bias,
-                    block.mlp.c_fc.weight,
-                    block.mlp.c_fc.bias,
-                    block.mlp.c_proj.weight,
-                    block.mlp.c_proj.bias,
-                    scale,
-                )
-            )
-        self.ln_f = (t.ln_f.weight, t.ln_f.bias)
+        self.eps = float(config["layer_norm_epsilon"])
+        self.scale = self.head_dim**-0.5 if config["scale_attn_weights"] else 1.0
+        self.context = weights.context
+        self.wte = tensors["transformer.wte.weight"]
+        self.wpe = tensors["transformer.wpe.weight"]
+        self.head = tensors.get("lm_head.weight", self.wte)  # (V, E), tied to wte by default
+        self.layers: list[tuple[Any, ...]] = []  # 12 tensors (LAYER_TENSORS) and a scale
+        for i in range(weights.layer_count):
+            by_depth = config["scale_attn_by_inverse_layer_idx"]
+            scale = self.scale / (i + 1) if by_depth else self.scale
+            block = [tensors[f"transformer.h.{i}.{name}"] for name in LAYER_TENSORS]
+            self.layers.append((*block, scale))
+        self.ln_f = (tensors["transformer.ln_f.weight"], tensors["transformer.ln_f.bias"])
         self.rows = rows
         self.length = min(self.context, max_length or self.context)
         self.cache = torch.empty(

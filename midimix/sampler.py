@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import GPT2LMHeadModel
 
+    from midimix.fast_decode import GPT2Weights
     from midimix.sampling import BarLimits, Grammar
     from midimix.tokenize import GenreTokenizer
 
@@ -63,6 +64,13 @@ class SampleResult:
     restarts: int = 0  # cache rebuilds (sliding window, embedding schedule)
 
 
+def model_device(model: GPT2LMHeadModel | GPT2Weights) -> Any:
+    """The device the model's weights are on."""
+    from midimix.fast_decode import GPT2Weights
+
+    return model.device if isinstance(model, GPT2Weights) else next(model.parameters()).device
+
+
 def _cache_kwarg(model: GPT2LMHeadModel) -> str:
     """transformers 5 names the KV cache argument `cache`, 4.x `past_key_values`."""
     params = inspect.signature(model.forward).parameters
@@ -72,15 +80,16 @@ def _cache_kwarg(model: GPT2LMHeadModel) -> str:
 class _Runner:
     """Forward passes over a KV cache for the rows of one batch (S samples x C conditions)."""
 
-    def __init__(self, model: GPT2LMHeadModel, plan: MixPlan, bos_id: int, samples: int):
+    def __init__(self, model: Any, plan: MixPlan, bos_id: int, samples: int):
         import torch
 
-        from midimix.fast_decode import LeanGPT2, supports
+        from midimix.fast_decode import GPT2Weights, LeanGPT2, supports
 
         self.model, self.plan, self.bos_id, self.samples = model, plan, bos_id, samples
-        self.device = next(model.parameters()).device
-        self.cache_kw = _cache_kwarg(model)
-        self.context = int(model.config.n_positions)
+        self.device = model_device(model)
+        weights_only = isinstance(model, GPT2Weights)
+        self.cache_kw = "" if weights_only else _cache_kwarg(model)
+        self.context = model.context if weights_only else int(model.config.n_positions)
         self.cache: Any = None
         self.length = 0  # tokens in the cache (same for every row)
         # embedding: the mixed row's genre embedding is replaced in prefill()
@@ -107,7 +116,7 @@ class _Runner:
             if self.lean is not None:
                 return self.lean.prefill(self.lean.embed_ids(ids))
             return self._forward(input_ids=ids)
-        wte = self.model.get_input_embeddings()
+        wte = self.model.get_input_embeddings() if self.lean is None else self.lean.embed_ids
         embeds = wte(ids)  # (S*C, 2+K, D)
         genre_vectors = wte(torch.tensor(self.plan.genre_ids, device=self.device))  # (G, D)
         weights = self.plan.weights.to(self.device)[bar_index].to(genre_vectors.dtype)  # (S, G)
@@ -154,7 +163,7 @@ def _mixed_scores(
 
 
 def sample_tokens(
-    model: GPT2LMHeadModel,
+    model: GPT2LMHeadModel | GPT2Weights,
     grammar: Grammar,
     plan: MixPlan,
     sampling: Sampling,
@@ -169,7 +178,8 @@ def sample_tokens(
 
     With `target_bars`, each sample stops after that many new bars (grammar-checked, see
     `midimix.sampling.grammar_mask`); with `target_bars=None` every sample runs exactly
-    `max_new_tokens` steps (the benchmark's fixed length)."""
+    `max_new_tokens` steps (the benchmark's fixed length). `model` may be a GPT2LMHeadModel or
+    its `midimix.fast_decode.GPT2Weights` (no transformers needed then)."""
     import torch
 
     from midimix.sampling import (
@@ -182,7 +192,7 @@ def sample_tokens(
         sample_ids,
     )
 
-    device = next(model.parameters()).device
+    device = model_device(model)
     grammar = grammar_to(grammar, device)
     prompt = list(prompt_ids or [])
     runner = _Runner(model, plan, bos_id, num_samples)

@@ -4,13 +4,16 @@ through either path with the same seed."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import DynamicCache
 
 import midimix.fast_decode as fast_decode
-from midimix.fast_decode import LeanGPT2, supports
-from midimix.model import build_model
+from midimix.fast_decode import GPT2Weights, LeanGPT2, supports
+from midimix.model import build_model, save_checkpoint
 from midimix.sampler import MixPlan, Sampling, _cache_kwarg, sample_tokens, tokenizer_grammar
 from midimix.tokenize import GenreTokenizer, TokenizeConfig
 
@@ -100,3 +103,31 @@ def test_sampling_draws_the_same_tokens_through_either_path(
     plain = run()
     assert lean.ids == plain.ids and lean.bars == plain.bars == [6, 6]
     assert lean.restarts == plain.restarts > 0  # the tiny model's short context: a restart
+
+
+def test_weights_read_from_the_checkpoint_files_sample_the_same_tokens(tiny, tmp_path) -> None:
+    """config.json + model.safetensors alone (no transformers model) decode the same."""
+    model, tokenizer = tiny
+    folder = save_checkpoint(model, tokenizer, {"step": 0}, tmp_path / "ckpt")
+    config = json.loads((folder / "config.json").read_text())
+    weights = GPT2Weights(config, load_file(str(folder / "model.safetensors")))
+    assert "lm_head.weight" not in weights.tensors  # tied: the head is wte
+    grammar = tokenizer_grammar(tokenizer)
+    genres = [tokenizer.genre_id("lofi"), tokenizer.genre_id("classical")]
+    for plan in (
+        MixPlan("logits", genres, torch.tensor([[0.6, 0.4]])),
+        MixPlan("embedding", genres, torch.tensor([[0.6, 0.4], [0.1, 0.9]])),
+    ):
+        runs = [
+            sample_tokens(
+                m,
+                grammar,
+                plan,
+                Sampling(seed=2, max_tokens_per_bar=24),
+                bos_id=tokenizer.bos_id,
+                num_samples=2,
+                target_bars=5,
+            )  # fmt: skip
+            for m in (model, weights)
+        ]
+        assert runs[0].ids == runs[1].ids and runs[0].restarts == runs[1].restarts
