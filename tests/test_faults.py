@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from midimix.manifest import folder_lock
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -150,22 +152,20 @@ def test_sigkill_of_prepare_with_two_workers_leaves_no_process(tmp_path: Path) -
 
 
 def test_a_second_run_of_a_stage_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    """While one run holds the folder (here: this process, through the same lock a running
+    `midimix prepare` takes), a second command line is refused in one line and writes
+    nothing; once the first lets go, the same command runs."""
     raw = _raw_audio(tmp_path / "raw", 6, seconds=20.0)
     clips = tmp_path / "clips"
-    first = _cli("prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), *PREPARE)
-    lock = clips / ".manifest.jsonl.lock"
-    deadline = time.monotonic() + 60
-    while not (lock.exists() and lock.read_text().startswith("pid")):
-        assert time.monotonic() < deadline and first.poll() is None
-        time.sleep(0.01)
-    second = _run("prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), *PREPARE)
-    first_out, first_err = first.communicate(timeout=120)
-    assert first.returncode == 0, first_err
+    with folder_lock(clips / "manifest.jsonl", "prepare"):
+        second = _run("prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), *PREPARE)
     assert second.returncode == 2
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in second.stderr
-    assert f"another midimix prepare run (pid {first.pid}) is writing to {clips}" in lines[0]
-    assert "6 done" in first_out
+    assert f"another midimix prepare run (pid {os.getpid()}) is writing to {clips}" in lines[0]
+    assert not list(clips.rglob("*.wav"))
+    third = _run("prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), *PREPARE)
+    assert third.returncode == 0 and "6 done" in third.stdout
 
 
 @pytest.fixture
