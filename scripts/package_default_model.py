@@ -195,8 +195,11 @@ def measure(args: argparse.Namespace) -> None:
     for genre, folder in reference.items():
         cmd += ["--reference", f"{genre}={folder}"]
     cmd += ["--pieces", str(args.pieces), "--bars", str(args.bars), "--methods", args.methods]
-    cmd += ["--out-dir", str(args.report_dir)]
-    subprocess.run(cmd, check=True)
+    # first the calibration map, fitted at raw weights (seed 0) and stored in the model folder;
+    # then the card's sweep, with the map, on other pieces (seed 1)
+    fit = ["--weights", "0,0.125,0.25,0.375,0.5,0.625,0.75,0.875,1", "--fit-calibration"]
+    subprocess.run([*cmd, *fit, "--out-dir", str(args.report_dir / "calibration")], check=True)
+    subprocess.run([*cmd, "--seed", "1", "--out-dir", str(args.report_dir)], check=True)
     # The classifier trained on the corpus ships too (plain JSON), so tests and users can ask
     # where a piece sits between the genres without rebuilding the corpus.
     shutil.copy2(args.report_dir / "classifier.json", PACKAGE_MODEL / "genre_classifier.json")
