@@ -10,9 +10,11 @@ tanh GELU, tied output head) as a few tensor ops per layer over the model's para
     per layer: x += proj(attn(ln_1(x))); x += mlp(ln_2(x))    # cache (2, B, H, L, D) per layer
     logits = ln_f(x[:, -1]) @ wte.T                           # (B, V)
 
-The logits equal the model's up to float rounding (tests/test_generate.py compares them), so
-sampling draws from the same distribution. `LeanGPT2.supports` says which models it covers (a
-plain GPT-2 in eval mode); anything else goes through the model's own forward.
+The logits equal the model's up to float rounding (tests/test_fast_decode.py compares them,
+and the sampled tokens), so sampling draws from the same distribution. `supports` says which
+models it covers (a plain GPT-2 in eval mode); anything else goes through the model's own
+forward. `GPT2Weights` holds the same tensors read straight from a checkpoint's config.json and
+model.safetensors, so that decoding needs no transformers import.
 """
 
 from __future__ import annotations
