@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import shutil
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from midimix.manifest import atomic_write_json
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
 
+    from midimix.fast_decode import GPT2Weights
     from midimix.tokenize import GenreTokenizer
 
 META_FILE = "midimix.json"
@@ -327,9 +329,52 @@ def load_checkpoint(
     folder; a MidimixError names the problem for a missing, corrupt or mismatched one."""
     import torch
 
-    from midimix.tokenize import GenreTokenizer
+    folder = Path(folder)
+    tokenizer, meta = _tokenizer_and_meta(folder)
+    model = _load_model(folder)
+    _check_match(folder, model.config.vocab_size, tokenizer, meta)
+    model.loss_type = CAUSAL_LM_LOSS
+    torch.nn.Module.to(model, device)  # (transformers' own `to` is typed for dtypes only)
+    model.eval()
+    return model, tokenizer, meta
+
+
+def load_decoder(folder: Path) -> tuple[GPT2Weights, GenreTokenizer, dict[str, Any]]:
+    """Like `load_checkpoint` on the CPU, for sampling only: the weights as plain tensors for
+    midimix's lean decoding step, read without importing transformers (which costs a cold
+    command line 2-4 s), with the same checks."""
+    from safetensors.torch import load_file
+
+    from midimix.fast_decode import CONFIG_FIELDS, GPT2Weights
 
     folder = Path(folder)
+    tokenizer, meta = _tokenizer_and_meta(folder)
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise MidimixError(
+            f"checkpoint {folder} has an unreadable {CONFIG_FILE} ({_first_line(error)}); "
+            f"train again or use another checkpoint"
+        ) from error
+    if not isinstance(config, dict) or config.get("model_type") != "gpt2":
+        raise MidimixError(f"{folder / CONFIG_FILE} is not a GPT-2 config; expected gpt2")
+    check_config_sizes(types.SimpleNamespace(**config), folder / WEIGHTS_FILE)
+    _check_match(folder, config["vocab_size"], tokenizer, meta)
+    try:
+        tensors = load_file(str(folder / WEIGHTS_FILE))
+    except (OSError, ValueError, RuntimeError) as error:
+        raise MidimixError(
+            f"checkpoint {folder} has unreadable weights ({_first_line(error)}); train again"
+        ) from error
+    defaults = {"layer_norm_epsilon": 1e-5, "scale_attn_weights": True,
+                "scale_attn_by_inverse_layer_idx": False}  # fmt: skip
+    fields = {name: config.get(name, defaults.get(name)) for name in CONFIG_FIELDS}
+    return GPT2Weights(fields, tensors), tokenizer, meta
+
+
+def _tokenizer_and_meta(folder: Path) -> tuple[GenreTokenizer, dict[str, Any]]:
+    from midimix.tokenize import GenreTokenizer
+
     _check_folder(folder)
     meta = read_meta(folder)
     try:
@@ -341,10 +386,16 @@ def load_checkpoint(
             f"checkpoint {folder} has an unreadable {TOKENIZER_FILE} ({_first_line(error)}); "
             f"train again or copy the tokenizer.json the model was trained with"
         ) from error
-    model = _load_model(folder)
-    if model.config.vocab_size != tokenizer.vocab_size:
+    return tokenizer, meta
+
+
+def _check_match(
+    folder: Path, vocab_size: int, tokenizer: GenreTokenizer, meta: dict[str, Any]
+) -> None:
+    """The tokenizer and midimix.json belong to these weights."""
+    if vocab_size != tokenizer.vocab_size:
         raise MidimixError(
-            f"checkpoint {folder}: the model has {model.config.vocab_size} token ids but "
+            f"checkpoint {folder}: the model has {vocab_size} token ids but "
             f"{TOKENIZER_FILE} has {tokenizer.vocab_size}; the tokenizer is not the one the "
             f"model was trained with: copy the tokenizer.json of the training data"
         )
@@ -358,7 +409,3 @@ def load_checkpoint(
             f"checkpoint {folder}: {META_FILE} lists genres {genres} but {TOKENIZER_FILE} has "
             f"{list(tokenizer.genres)}; the tokenizer is not the one the model was trained with"
         )
-    model.loss_type = CAUSAL_LM_LOSS
-    torch.nn.Module.to(model, device)  # (transformers' own `to` is typed for dtypes only)
-    model.eval()
-    return model, tokenizer, meta

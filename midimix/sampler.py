@@ -103,7 +103,6 @@ class _Runner:
     def prefill(self, window: torch.Tensor, bar_index: torch.Tensor) -> torch.Tensor:
         """Fresh cache from [BOS, condition] + window (S, K) -> last logits (S*C, V)."""
         import torch
-        from transformers import DynamicCache
 
         c = self.plan.conditions
         rows = window.repeat_interleave(c, dim=0)  # (S*C, K)
@@ -111,6 +110,8 @@ class _Runner:
         ids = torch.cat([bos, self.conditions.unsqueeze(1), rows], dim=1)  # (S*C, 2+K)
         self.length = ids.shape[1]
         if self.lean is None:
+            from transformers import DynamicCache  # the model's own forward only
+
             self.cache = DynamicCache(config=self.model.config)
         if self.plan.method == "logits":
             if self.lean is not None:

@@ -45,7 +45,14 @@ from midimix.generate.limits import bar_limits
 from midimix.generate.prompt import prompt_ids, prompt_kind, transcribe_prompt
 from midimix.genre_stats import load_stats, mix_median_tempo
 from midimix.options import add_config_arguments, field_comments, stage_parser
-from midimix.sampler import MixPlan, SampleResult, Sampling, sample_tokens, tokenizer_grammar
+from midimix.sampler import (
+    MixPlan,
+    SampleResult,
+    Sampling,
+    model_device,
+    sample_tokens,
+    tokenizer_grammar,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -209,7 +216,7 @@ def generate(
             "generate(model_dir, out_dir, config): the config came first; "
             "write generate(config=..., out_dir=...)"
         )
-    from midimix.model import load_checkpoint, quiet_transformers
+    from midimix.model import load_checkpoint, load_decoder, quiet_transformers
 
     config = GenerateConfig() if config is None else config
     folder = resolve_model_dir(model_dir)
@@ -219,8 +226,12 @@ def generate(
         import torch
 
         torch.set_num_threads(config.threads)
-    with quiet_transformers():
-        model, tokenizer, meta = load_checkpoint(folder, device)
+    model: Any
+    if device == "cpu":  # plain tensors for the lean decoding step: no transformers import
+        model, tokenizer, meta = load_decoder(folder)
+    else:
+        with quiet_transformers():
+            model, tokenizer, meta = load_checkpoint(folder, device)
     if not tokenizer.genres:
         raise InputError(
             f"the tokenizer of {folder} has no Genre_<name> tokens, so it cannot be conditioned "
@@ -263,7 +274,7 @@ def generate(
     record["weights_sampled"] = {
         g: round(float(w), 6) for g, w in zip(genres, sampled.mean(dim=0), strict=True)
     }
-    record["device"] = str(next(model.parameters()).device)
+    record["device"] = str(model_device(model))
     record["wall_seconds"] = round(wall_seconds, 3)
     record["tokens_per_second"] = round(sum(map(len, result.ids)) / max(wall_seconds, 1e-9), 1)
     audio = render_audio if config.render else None
