@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from midimix.errors import InputError, ItemError
 
@@ -267,6 +268,23 @@ def is_up_to_date(record: dict[str, Any] | None, input_hash: str, phash: str) ->
     return all(Path(p).exists() for p in outputs)
 
 
+F = TypeVar("F", bound=Callable[..., StageSummary])
+
+
+def _holding_folder_lock(run: F) -> F:
+    """Run a batch only while holding its output folder's lock (`folder_lock`)."""
+
+    @functools.wraps(run)
+    def wrapper(
+        stage: str, items: Any, fn: Any, manifest: Manifest, *args: Any, **kwargs: Any
+    ) -> StageSummary:
+        with folder_lock(manifest.path, stage):
+            return run(stage, items, fn, manifest, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_holding_folder_lock
 def run_items(
     stage: str,
     items: Iterable[Item],
@@ -288,41 +306,6 @@ def run_items(
     `start_method` ("spawn", "fork" or "forkserver") starts the worker processes when
     workers > 1; with "forkserver", `preload` names modules the server imports once (the first
     time it starts in this process) so that every worker forked from it has them."""
-
-    with folder_lock(manifest.path, stage):
-        return _run_items(
-            stage,
-            items,
-            fn,
-            manifest,
-            params,
-            workers=workers,
-            shard=shard,
-            known_errors=known_errors,
-            initializer=initializer,
-            preload=preload,
-            progress=progress,
-            hash_inputs=hash_inputs,
-            start_method=start_method,
-        )
-
-
-def _run_items(
-    stage: str,
-    items: Iterable[Item],
-    fn: ProcessFn,
-    manifest: Manifest,
-    params: dict[str, Any],
-    *,
-    workers: int,
-    shard: tuple[int, int],
-    known_errors: tuple[type[BaseException], ...],
-    initializer: Callable[[], None] | None,
-    preload: Iterable[str],
-    progress: bool,
-    hash_inputs: Callable[[Item], str] | None,
-    start_method: str,
-) -> StageSummary:
     from tqdm import tqdm
 
     start = time.perf_counter()
