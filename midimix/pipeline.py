@@ -288,7 +288,11 @@ def stage_configs(config: PipelineConfig, genres: list[str]) -> dict[str, Any]:
             progress=progress,
         ),
         "generate": GenerateConfig(
-            genre_mix=config.genre_mix, bars=config.bars, seed=config.seed, render=config.render
+            genre_mix=config.genre_mix,
+            bars=config.bars,
+            seed=config.seed,
+            render=config.render,
+            progress=progress,
         ),
         "evaluate": EvaluateConfig(plots=config.plots, seed=config.seed),
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -174,9 +175,11 @@ def sample_tokens(
     target_bars: int | None = 16,
     prompt_ids: list[int] | None = None,
     max_new_tokens: int | None = None,
+    on_bar: Callable[[int], None] | None = None,
 ) -> SampleResult:
     """Sample `num_samples` continuations as one batch.
 
+    `on_bar(n)` is told when every sample has finished n new bars (for a progress bar).
     With `target_bars`, each sample stops after that many new bars (grammar-checked, see
     `midimix.sampling.grammar_mask`); with `target_bars=None` every sample runs exactly
     `max_new_tokens` steps (the benchmark's fixed length). `model` may be a GPT2LMHeadModel or
@@ -237,6 +240,7 @@ def sample_tokens(
     limits_now = row_limits(bar_index)
     finished = torch.zeros(num_samples, dtype=torch.bool, device=device)
     restarts, steps, fed = 0, 0, len(prompt)
+    bars_reported = 0
     with torch.inference_mode():
         logits = runner.prefill(history[:, max(0, fed - keep_tokens) : fed], bar_index)
         while steps < max_new_tokens:
@@ -253,6 +257,11 @@ def sample_tokens(
             ids = sample_ids(scores, generator)  # (S,)
             ended = advance(grammar, st, ids, target_bars)
             new_ids.append(ids)
+            if on_bar is not None and target_bars and steps % 16 == 0:  # a sync every 16 steps
+                done = int(torch.where(finished, target_bars, st.bars_done).min())
+                if done > bars_reported:
+                    bars_reported = done
+                    on_bar(done)
             fed += 1
             if bool(ended.any()):
                 for row in (ended & ~finished).nonzero().flatten().tolist():

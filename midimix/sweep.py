@@ -85,6 +85,7 @@ class SweepConfig:
     top_p: float = field(default=0.95, metadata=_GENERATION)  # nucleus sampling cut
     max_tokens_per_bar: int = field(default=256, metadata=_GENERATION)  # generation's cap per
     # bar (see midimix.sampling)
+    progress: bool = True  # a progress bar on stderr, piece by piece per weight and method
     fit_calibration: bool = False  # sample at the raw weights and store the measured map in
     # the model folder, so that generation lands where it is asked (midimix.calibration)
     tokens_dir: Path | None = field(default=None, metadata=_TOKENS)  # token folder: the model
@@ -140,12 +141,22 @@ def generate_points(
     model_dir: Path, out_dir: Path, config: SweepConfig, genres: tuple[str, str]
 ) -> dict[str, list[Path]]:
     """{label: midi paths} for every (method, weight), generated into out_dir/pieces/."""
+    from tqdm import tqdm
+
     from midimix.generate import GenerateConfig, generate
 
     genre, other = genres
     sets: dict[str, list[Path]] = {}
+    points = tqdm(
+        total=len(config.methods) * len(config.weights) * config.pieces,
+        desc="sweep",
+        unit="piece",
+        disable=not config.progress,
+        file=sys.stderr,
+    )
     for method in config.methods:
         for w in config.weights:
+            points.set_postfix_str(f"{method} w={w:g}")
             gc = GenerateConfig(
                 genre_mix={genre: w, other: 1.0 - w},
                 mix_method=method,
@@ -157,11 +168,14 @@ def generate_points(
                 render=False,
                 max_tokens_per_bar=config.max_tokens_per_bar,
                 calibrated=not config.fit_calibration,
+                progress=False,
                 device="cpu",
                 name=f"{method}-w{w:g}",
             )
             folder = out_dir / "pieces" / f"{method}-w{w:g}"
             sets[label_of(method, w)] = [p.midi_path for p in generate(model_dir, folder, gc)]
+            points.update(config.pieces)
+    points.close()
     return sets
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import platform
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -259,6 +260,11 @@ def generate(
         config.temperature, config.top_k, config.top_p, config.seed, config.max_tokens_per_bar
     )
     start = time.perf_counter()
+    from tqdm import tqdm
+
+    progress = tqdm(
+        total=n_bars, desc="generate", unit="bar", disable=not config.progress, file=sys.stderr
+    )
     result = sample_tokens(
         model,
         grammar,
@@ -268,7 +274,10 @@ def generate(
         num_samples=config.num_samples,
         target_bars=n_bars,
         prompt_ids=prompt,
+        on_bar=lambda done: progress.update(done - progress.n),
     )
+    progress.update(n_bars - progress.n)
+    progress.close()
     wall_seconds = time.perf_counter() - start
     record = provenance(config, folder, meta, tokenizer, genres, table, prompt)
     record["weights_sampled"] = {

@@ -88,6 +88,8 @@ class GenerateConfig:
     # MIDI or audio file (transcribed first) to continue
     name: str | None = field(default=None, metadata=_OUTPUT)
     # output file stem; none: from the mix and the seed
+    progress: bool = field(default=True, metadata=_OUTPUT)
+    # a progress bar on stderr, bar by bar
     render: bool = field(default=True, metadata=_OUTPUT)
     # also write <stem>.wav through the render stage (from Python: give generate() a
     # render_audio callback)

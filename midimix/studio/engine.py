@@ -190,6 +190,7 @@ def request_config(
         bars=int(request.bars),
         prompt=prompt,
         threads=threads,
+        progress=False,  # the page shows its own progress
     )
 
 
