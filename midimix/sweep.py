@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -45,13 +46,14 @@ MODEL_FIGURE_SEQUENCES = 16  # per genre, when the figures come from the referen
 
 
 def parse_floats(text: str) -> tuple[float, ...]:
-    """'0,0.25,0.5' -> (0.0, 0.25, 0.5)."""
+    """'0,0.25,0.5' -> (0.0, 0.25, 0.5); finite numbers only."""
     try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
+        values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected numbers like 0,0.25,0.5,0.75,1; got {text!r}"
-        ) from None
+        values = (math.nan,)
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers like 0,0.25,0.5,0.75,1; got {text!r}")
+    return values
 
 
 def parse_names(text: str) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import subprocess
 import sys
 
@@ -60,3 +61,28 @@ def test_building_the_parser_imports_nothing_heavy(stage: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [], f"{stage}: building the parser imported {out.stdout}"
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_no_option_takes_nan_or_infinity(stage: str) -> None:
+    """Every number-taking flag refuses nan and inf while parsing (comparisons with NaN are all
+    false, so a range check alone would let it through)."""
+    parser = importlib.import_module(_parser_module(stage)).build_parser()
+    checked = 0
+    for action in parser._actions:
+        if not action.option_strings or action.type is None or action.nargs not in (None, "?"):
+            continue
+        try:
+            action.type("1.5")
+        except Exception:  # noqa: BLE001 - a flag that takes no number at all
+            continue
+        for bad in ("nan", "inf", "-inf"):
+            try:
+                value = action.type(bad)
+            except Exception:  # noqa: BLE001 - refused: what we want
+                continue
+            values = value if isinstance(value, tuple | list) else [value]
+            taken = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+            assert not taken, f"{stage} {action.option_strings[0]} took {bad}"
+        checked += 1
+    assert checked > 0 or stage in ("studio",), f"{stage}: no number flag was checked"
