@@ -31,6 +31,7 @@ from midimix.config import (
     config_to_dict,
     parse_genre_paths,
     parse_weights,
+    save_config,
 )
 from midimix.errors import ConfigError, InputError, cli_errors
 from midimix.manifest import (
@@ -331,6 +332,7 @@ def run(genres: Mapping[str, Path | str], config: PipelineConfig | None = None) 
     paths = parse_genre_paths([f"{g}={p}" for g, p in genres.items()])
     inputs = scan_inputs(paths)
     configs = stage_configs(config, sorted(inputs))
+    save_config(config, config.data_dir, "pipeline")  # `--config` takes it back
     data = config.data_dir
     raw, clips, midi, tokens = data / "raw", data / "clips", data / "midi", data / "tokens"
     run_dir = data / "runs" / config.run_name

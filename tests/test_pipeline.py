@@ -275,3 +275,16 @@ def test_sigkill_in_transcription_and_training_then_rerun_matches(
     assert sha256_file(data / model) == sha256_file(reference / model)
     piece = reference_result.pieces[0].name
     assert sha256_file(data / "out" / piece) == sha256_file(reference / "out" / piece)
+
+
+def test_pipeline_settings_come_back_through_config(tmp_path: Path) -> None:
+    from midimix.config import save_config
+    from midimix.options import config_from_args
+    from midimix.pipeline import PipelineConfig, build_parser
+
+    saved = PipelineConfig(bars=4, tempo_ranges={"lofi": "55-95"}, genre_mix={"lofi": 1.0})
+    path = save_config(saved, tmp_path, "pipeline")
+    args = build_parser().parse_args(["--genre", "a=x", "--config", str(path), "--bars", "8"])
+    config = config_from_args(PipelineConfig, args)
+    assert config.tempo_ranges == {"lofi": "55-95"} and config.bars == 8
+    assert config.genre_mix == {"lofi": 1.0}
