@@ -29,7 +29,7 @@ from midimix.loudness import normalise_loudness
 from midimix.manifest import Item, Manifest, StageSummary, atomic_path, atomic_write_json, run_items
 from midimix.midifile import load_score
 from midimix.options import add_config_arguments, config_from_args, stage_parser
-from midimix.render_config import RenderConfig
+from midimix.render_config import LOFI_GENRE, RenderConfig
 from midimix.soundfont import find_soundfont
 from midimix.synth import Synthesizer
 
@@ -117,7 +117,16 @@ class Renderer:
         rate = config.sample_rate_hz
         clean, layers, drums_added = self.synthesize(midi_path)
         amount = config.effective_lofi_amount
-        audio = apply_chain(build_chain(config.lofi, amount, rate), clean.T, rate).T
+        if config.lofi_per_bar:  # a schedule: the depth moves bar by bar
+            depths = config.lofi_per_bar
+            amount = sum(depths) / len(depths)
+            deepest = max(depths)
+            wet = apply_chain(build_chain(config.lofi, deepest, rate), clean.T, rate).T
+            starts = bar_start_seconds(load_score(midi_path, require_notes=True), len(depths))
+            mix = depth_envelope(starts, depths, len(clean), rate) / max(deepest, 1e-9)
+            audio = clean * (1.0 - mix[:, None]) + wet * mix[:, None]
+        else:
+            audio = apply_chain(build_chain(config.lofi, amount, rate), clean.T, rate).T
         audio, lufs = normalise_loudness(audio, rate, config.target_lufs, config.peak_dbfs)
         out_path = Path(out_path)
         write_audio(out_path, audio, rate, config.format, config.bit_depth)
@@ -138,6 +147,46 @@ class Renderer:
         )
         atomic_write_json(sidecar_path(out_path), sidecar)
         return result
+
+
+def bar_start_seconds(score: Any, bars: int) -> list[float]:
+    """When each of the first `bars` bars starts, in seconds, from the score's time
+    signatures (4/4 before the first) and tempo map."""
+    tpq = int(score.ticks_per_quarter)
+    sigs = sorted(
+        (int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures
+    )
+    ticks, tick, sig = [], 0, (0, 4, 4)
+    for _ in range(bars):
+        while sigs and sigs[0][0] <= tick:
+            sig = sigs.pop(0)
+        ticks.append(tick)
+        tick += sig[1] * tpq * 4 // sig[2]
+    tempos = sorted((int(t.time), float(t.qpm)) for t in score.tempos) or [(0, 120.0)]
+    seconds = []
+    for target in ticks:
+        elapsed, at, qpm = 0.0, 0, tempos[0][1]
+        for time, next_qpm in tempos:
+            if time >= target:
+                break
+            elapsed += (time - at) / tpq * 60.0 / qpm
+            at, qpm = time, next_qpm
+        seconds.append(elapsed + (target - at) / tpq * 60.0 / qpm)
+    return seconds
+
+
+def depth_envelope(
+    starts_s: list[float], depths: tuple[float, ...], samples: int, sample_rate_hz: int
+) -> np.ndarray:
+    """(samples,) depth per sample: each bar's depth at its middle, linear in between, held
+    before the first middle and after the last."""
+    ends = [
+        *starts_s[1:],
+        starts_s[-1] + (starts_s[-1] - starts_s[-2] if len(starts_s) > 1 else 2.0),
+    ]
+    middles = [(a + b) / 2 for a, b in zip(starts_s, ends, strict=True)]
+    t = np.arange(samples) / sample_rate_hz
+    return np.interp(t, middles, depths).astype(np.float32)
 
 
 def sidecar_path(out_path: Path) -> Path:
@@ -183,11 +232,20 @@ def render(midi_path: Path, out_path: Path, config: RenderConfig | None = None) 
     return render_file(midi_path, out_path, config or RenderConfig()).path
 
 
-def render_piece(midi_path: Path, weights: dict[str, float], seed: int = 0) -> Path:
+def render_piece(
+    midi_path: Path,
+    weights: dict[str, float],
+    seed: int = 0,
+    weights_per_bar: list[dict[str, float]] | None = None,
+) -> Path:
     """<stem>.wav beside a generated <stem>.mid, instruments and lo-fi depth following the
-    mix's weights: the `render_audio` callback that `generate` takes."""
+    mix's weights (and, for a schedule, the lo-fi depth following each bar's weights): the
+    `render_audio` callback that `generate` takes."""
     positive = {genre: weight for genre, weight in weights.items() if weight > 0}
-    config = RenderConfig(genre_weights=positive or None, seed=seed)
+    per_bar = None
+    if weights_per_bar and len({round(w.get(LOFI_GENRE, 0.0), 6) for w in weights_per_bar}) > 1:
+        per_bar = tuple(w.get(LOFI_GENRE, 0.0) for w in weights_per_bar)
+    config = RenderConfig(genre_weights=positive or None, seed=seed, lofi_per_bar=per_bar)
     return render(midi_path, Path(midi_path).with_suffix(".wav"), config)
 
 

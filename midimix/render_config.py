@@ -65,6 +65,8 @@ class RenderConfig:
     )
     lofi_amount: float | None = _in(MIX, None)  # 0..1, depth of the lo-fi chain
     # (none: the mix's lo-fi weight)
+    lofi_per_bar: tuple[float, ...] | None = _in(MIX, None)  # 0..1 per bar: the chain's
+    # depth follows a genre schedule bar by bar (crossfaded); none: one depth for the piece
     drums: str = _in(
         MIX, "auto", choices=DRUM_MODES, metavar=_one_of(DRUM_MODES)
     )  # add a laid-back drum pattern to
@@ -101,6 +103,10 @@ class RenderConfig:
         check_range("sample_rate_hz", self.sample_rate_hz, 8_000, 192_000)
         if self.lofi_amount is not None:
             check_range("lofi_amount", self.lofi_amount, 0, 1)
+        if self.lofi_per_bar is not None:
+            self.lofi_per_bar = tuple(self.lofi_per_bar)
+            for depth in self.lofi_per_bar:
+                check_range("lofi_per_bar", depth, 0, 1)
         check_choice("drums", self.drums, DRUM_MODES)
         check_range("drums_threshold", self.drums_threshold, 0, 1)
         check_range("target_lufs", self.target_lufs, -70, -1)

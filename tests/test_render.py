@@ -325,3 +325,47 @@ sys.exit(0 if summary.done == 2 else 1)
     for i in range(2):
         many, _ = sf.read(str(tmp_path / "many" / f"copy{i}.wav"))
         assert many.shape == solo.shape
+
+
+# ---------------------------------------------------------------------------------------
+# A genre schedule moves the sound too
+
+
+def test_bar_starts_follow_time_signatures_and_tempos() -> None:
+    from midimix.render import bar_start_seconds
+
+    score = symusic.Score(480)
+    score.time_signatures.append(symusic.TimeSignature(0, 3, 4))
+    score.time_signatures.append(symusic.TimeSignature(2 * 3 * 480, 4, 4))
+    score.tempos.append(symusic.Tempo(0, 60.0))
+    score.tempos.append(symusic.Tempo(3 * 480, 120.0))
+    # bar 1: 3 beats at 60 (3 s); bar 2: 3 beats at 120 (1.5 s); bar 3 on: 4 beats at 120 (2 s)
+    assert bar_start_seconds(score, 4) == pytest.approx([0.0, 3.0, 4.5, 6.5])
+
+
+def test_a_schedule_crossfades_the_lofi_depth_bar_by_bar(tmp_path: Path) -> None:
+    from midi_fixtures import scale_line, write
+
+    from midimix.render import depth_envelope
+
+    env = depth_envelope([0.0, 2.0, 4.0], (0.0, 0.5, 1.0), 6 * 100, 100)
+    assert env[0] == 0.0 and env[300] == pytest.approx(0.5) and env[-1] == 1.0
+    assert np.all(np.diff(env) >= 0)
+
+    midi = write(scale_line("classical", 0, 8), tmp_path / "line.mid")
+    depths = (0.0,) * 4 + (1.0,) * 4
+    config = RenderConfig(lofi_per_bar=depths, drums="off", seed=1)
+    audio, rate = sf.read(render(midi, tmp_path / "sched.wav", config))
+    mono = audio.mean(axis=1)
+    bar = 2 * rate  # 4/4 at 120 BPM
+
+    def high_share(chunk: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(chunk)) ** 2
+        freqs = np.fft.rfftfreq(len(chunk), 1 / rate)
+        return float(spectrum[freqs > 5000].sum() / spectrum.sum())
+
+    first, last = high_share(mono[: 3 * bar]), high_share(mono[5 * bar : 8 * bar])
+    assert last < 0.1 * first  # the low-pass of the lo-fi chain closes over the piece
+    flat = RenderConfig(lofi_amount=0.0, drums="off", seed=1)
+    clean, _ = sf.read(render(midi, tmp_path / "clean.wav", flat))
+    assert high_share(clean.mean(axis=1)[5 * bar : 8 * bar]) > 0.5 * first  # not the piece's

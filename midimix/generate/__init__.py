@@ -63,7 +63,8 @@ if TYPE_CHECKING:
 DEFAULT_MODEL_DIR = Path(midimix.__file__).parent / "default_model"
 VERSIONED_PACKAGES = ("midimix", "torch", "transformers", "miditok", "symusic")
 
-RenderAudio = Callable[[Path, dict[str, float], int], Path]
+# (midi, mean weights, seed) -> audio path; for a schedule also weights_per_bar=[{genre: w}]
+RenderAudio = Callable[..., Path]
 """(MIDI file, the mix's mean weights, seed) -> the audio file it wrote."""
 
 
@@ -362,7 +363,14 @@ def _write_piece(
     score = tokenizer.decode(ids)
     seconds = float(score.to("second").end())  # type: ignore[attr-defined]
     weights = record["weights"]
-    audio_path = None if render_audio is None else render_audio(midi_path, weights, record["seed"])
+    audio_path = None
+    if render_audio is not None:
+        rows = record["weights_per_bar"]
+        if record.get("schedule") and len({tuple(r) for r in rows}) > 1:  # the sound moves too
+            per_bar = [dict(zip(record["genres_used"], row, strict=True)) for row in rows]
+            audio_path = render_audio(midi_path, weights, record["seed"], weights_per_bar=per_bar)
+        else:
+            audio_path = render_audio(midi_path, weights, record["seed"])
     provenance_path = stem_path.with_name(stem_path.name + ".json")
     atomic_write_json(
         provenance_path,
