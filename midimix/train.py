@@ -31,6 +31,7 @@ from pathlib import Path
 
 from midimix.config import RUNS_DIR, TOKENS_DIR, save_config
 from midimix.errors import MidimixError, cli_errors
+from midimix.manifest import folder_lock
 from midimix.options import add_config_arguments, config_from_args, stage_parser
 from midimix.train_config import TrainConfig
 from midimix.validation import genre_losses, genre_sensitivity, summarize_losses
@@ -68,11 +69,20 @@ class TrainResult:
 
 
 def train(tokens_dir: Path, run_dir: Path, config: TrainConfig) -> TrainResult:
-    """Train on tokens_dir's train split, validate on its validation split, write run_dir."""
+    """Train on tokens_dir's train split, validate on its validation split, write run_dir.
+    A second training on the same run folder is refused while one runs (the first process
+    of a distributed run holds the lock for all of them)."""
+    run_dir = Path(run_dir)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train(tokens_dir, run_dir, config)
+    with folder_lock(run_dir / "log.csv", "train"):
+        return _train(tokens_dir, run_dir, config)
+
+
+def _train(tokens_dir: Path, run_dir: Path, config: TrainConfig) -> TrainResult:
     from midimix.train_loop import TrainingRun, load_data
 
     started = time.perf_counter()
-    run_dir = Path(run_dir)
     data = load_data(tokens_dir)
     if (run_dir / "last").exists() and not config.resume:
         raise MidimixError(

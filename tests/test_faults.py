@@ -220,3 +220,16 @@ def test_full_disk_during_tokenize_leaves_complete_files_and_a_rerun_finishes_id
     assert again.returncode == 0, again.stderr
     skip = ("manifest.jsonl",)
     assert _tree(out, skip) == _tree(tmp_path / "ref", skip)
+
+
+def test_a_second_training_on_the_same_run_folder_is_refused(tmp_path: Path) -> None:
+    """The lock is taken before any data is read: a second `midimix train` on a run folder in
+    use stops in one line and touches nothing there."""
+    run_dir = tmp_path / "run"
+    with folder_lock(run_dir / "log.csv", "train"):
+        second = _run("train", "--tokens-dir", str(tmp_path / "no-tokens"), "--run-dir",
+                      str(run_dir), "--max-steps", "1")  # fmt: skip
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"another midimix train run (pid {os.getpid()})" in lines[0]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".log.csv.lock"]
