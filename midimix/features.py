@@ -9,6 +9,7 @@ A piece without pitched notes gets 0 for the pitch, harmony and polyphony featur
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -164,9 +165,21 @@ def chord_histogram(notes: np.ndarray) -> dict[str, float]:
     out |= {"chord_extended": 0.0, "chord_other": 0.0}
     onsets = np.unique(notes[:, 0]) if len(notes) else np.zeros(0, np.int64)
     qualities = []
-    for t in onsets:
-        sounding = notes[(notes[:, 0] <= t) & (notes[:, 1] > t), 2]
-        pcs = frozenset(int(p) % 12 for p in sounding)
+    # a sweep over the onsets: notes join when they start and leave when they end, so the
+    # sounding pitch classes cost O(n log n) in all, not a scan of every note per onset
+    by_start = notes[np.argsort(notes[:, 0], kind="stable")]
+    ending: list[tuple[int, int]] = []  # heap of (end, pitch class) of the sounding notes
+    counts = [0] * 12
+    joined = 0
+    for t in onsets.tolist():
+        while joined < len(by_start) and by_start[joined, 0] <= t:
+            end, pc = int(by_start[joined, 1]), int(by_start[joined, 2]) % 12
+            heapq.heappush(ending, (end, pc))
+            counts[pc] += 1
+            joined += 1
+        while ending and ending[0][0] <= t:
+            counts[heapq.heappop(ending)[1]] -= 1
+        pcs = frozenset(pc for pc in range(12) if counts[pc])
         if len(pcs) >= 3:
             qualities.append(chord_quality(pcs))
     if qualities:

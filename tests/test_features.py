@@ -92,3 +92,30 @@ def test_bad_files_are_item_errors(tmp_path: Path) -> None:
     corrupt.write_bytes(b"MThd\x00\x00\x00\x06garbage")
     with pytest.raises(ItemError, match="corrupt MIDI file"):
         extract_features(corrupt)
+
+
+def test_chord_histogram_sweep_matches_a_scan_of_every_note() -> None:
+    """The O(n log n) sweep gives exactly what scanning every note at every onset gives."""
+    import numpy as np
+
+    from midimix.features import chord_histogram, chord_quality
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        n = int(rng.integers(5, 200))
+        start = np.sort(rng.integers(0, 2000, n))
+        notes = np.stack(
+            [start, start + rng.integers(0, 400, n), rng.integers(30, 90, n), np.full(n, 80)], 1
+        )
+        onsets = np.unique(notes[:, 0])
+        qualities = []
+        for t in onsets:
+            sounding = notes[(notes[:, 0] <= t) & (notes[:, 1] > t), 2]
+            pcs = frozenset(int(p) % 12 for p in sounding)
+            if len(pcs) >= 3:
+                qualities.append(chord_quality(pcs))
+        got = chord_histogram(notes)
+        assert got["chord_rate"] == (len(qualities) / len(onsets) if qualities else 0.0)
+        for quality in ("triad", "seventh", "extended", "other"):
+            share = qualities.count(quality) / len(qualities) if qualities else 0.0
+            assert got[f"chord_{quality}"] == share
