@@ -94,8 +94,10 @@ def batch_indices(
 # Hardware and optimizer
 
 
-def make_accelerator(device: str) -> Any:
-    """CUDA with bf16 where supported (unless `device` is cpu), else the CPU."""
+def make_accelerator(device: str, precision: str = "auto") -> Any:
+    """CUDA (unless `device` is cpu) or the CPU, in bf16 mixed precision (fp32 weights and
+    optimizer, bf16 matrix products) where the hardware computes bf16 natively and `precision`
+    is auto or bf16, else in fp32."""
     import torch
     from accelerate import Accelerator
 
@@ -104,8 +106,26 @@ def make_accelerator(device: str) -> Any:
         raise ConfigError(
             "device 'cuda' was asked for but no CUDA GPU is visible; use --device auto"
         )
-    bf16 = use_cuda and torch.cuda.is_bf16_supported()
+    native = torch.cuda.is_bf16_supported() if use_cuda else cpu_has_bf16()
+    if precision == "bf16" and not native:
+        where = "this GPU" if use_cuda else "this CPU (it needs AVX-512 BF16 or AMX)"
+        raise ConfigError(
+            f"precision bf16 was asked for but {where} has no native bf16; use --precision auto"
+        )
+    bf16 = native and precision != "fp32"
     return Accelerator(cpu=not use_cuda, mixed_precision="bf16" if bf16 else "no")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX): there bf16
+    autocast halves the time of the matrix products; elsewhere it would be emulated, slower."""
+    import torch
+
+    cpu = torch.cpu
+    try:
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without these probes: stay in fp32
+        return False
 
 
 def cpu_threads(threads: int, local_processes: int) -> int:
@@ -150,7 +170,7 @@ class TrainingRun:
         self.data, self.tok, self.config = data, data.tokenizer, config
         self.best_dir, self.last_dir = run_dir / "best", run_dir / "last"
         self.log_path = run_dir / "log.csv"
-        self.accelerator = make_accelerator(config.device)
+        self.accelerator = make_accelerator(config.device, config.precision)
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         self.is_main, self.device = self.accelerator.is_main_process, self.accelerator.device
         if self.device.type == "cpu":
@@ -193,6 +213,9 @@ class TrainingRun:
         )
         self.steps_per_epoch = math.ceil(len(self.dataset) / (config.batch_size * self.world))
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        # Training calls the model without an attention mask (see `_step`), which is exact for
+        # right padding; transformers would warn that the ids may be padded.
+        model.transformer.warn_if_padding_and_no_attention_mask = lambda *args: None  # type: ignore[method-assign]
         optimizer = adamw(model, config.lr, config.weight_decay)
         warmup = min(config.warmup_steps, self.total_steps // 2)
         self.scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, self.total_steps)
@@ -272,7 +295,15 @@ class TrainingRun:
 
         batch = collate([self.dataset[i] for i in indices], self.tok.pad_id)
         tokens = int(batch["attention_mask"].sum()) * self.world  # processes' batches are alike
-        loss = self.model(**{k: v.to(self.device) for k, v in batch.items()}).loss
+        # No attention mask: padding is only ever on the right, where the causal mask already
+        # keeps every real token from seeing it and the labels skip it, so the loss is the
+        # same without the mask and the model skips building and checking one every step.
+        # No key/value cache either: training never decodes.
+        loss = self.model(
+            input_ids=batch["input_ids"].to(self.device),
+            labels=batch["labels"].to(self.device),
+            use_cache=False,
+        ).loss
         self.accelerator.backward(loss)
         if self.config.grad_clip:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
