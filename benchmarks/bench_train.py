@@ -7,7 +7,8 @@ the same model, data, batch, schedule and thread count, in the same process.
 Both train a freshly built GPT-2 (same seed) on the same synthetic two-genre token set; the
 tokens counted are the real (non-padding) tokens of the batches. midimix's figure is its own
 step time (collate, forward, backward, optimizer), the Trainer's is from train begin to end
-with evaluation, logging and saving off. Runs alternate; medians and their ratio are printed.
+with evaluation, logging and saving off. Runs alternate, in an order reversed every round;
+medians and their ratio are printed.
 
 Precision: midimix trains in bf16 mixed precision where the CPU computes bf16 natively
 (`--precision auto`, its default) and the Trainer in fp32 (its default); `--trainer-bf16` adds
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         tokens_dir = make_tokens(root, pieces=8, bars=126)
         results: dict[str, list[float]] = {name: [] for name in runners}
         for repeat in range(args.repeats + 1):  # the first round warms caches and is dropped
-            for name, runner in runners.items():
+            order = list(runners.items())
+            for name, runner in order if repeat % 2 else order[::-1]:  # no contender always first
                 rate = runner(tokens_dir, root / f"{name}{repeat}", config)
                 print(f"  round {repeat} {name:<10} {rate:10,.0f} tokens/s", flush=True)
                 if repeat:

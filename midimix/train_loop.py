@@ -100,6 +100,7 @@ def make_accelerator(device: str, precision: str = "auto") -> Any:
     is auto or bf16, else in fp32."""
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     use_cuda = device != "cpu" and torch.cuda.is_available()
     if device == "cuda" and not use_cuda:
@@ -113,6 +114,9 @@ def make_accelerator(device: str, precision: str = "auto") -> Any:
             f"precision bf16 was asked for but {where} has no native bf16; use --precision auto"
         )
     bf16 = native and precision != "fp32"
+    # accelerate keeps one precision per process: a call before this one (another precision,
+    # or a Trainer) must not decide this run's. The process group, if any, is kept.
+    AcceleratorState._reset_state()
     return Accelerator(cpu=not use_cuda, mixed_precision="bf16" if bf16 else "no")
 
 
