@@ -282,3 +282,18 @@ def test_log_rows_past_the_resumed_step_are_dropped(tmp_path: Path) -> None:
     log.truncate_after(4)  # killed after logging step 6, before saving its state
     with open(tmp_path / "log.csv") as handle:
         assert [row.split(",")[0] for row in handle.read().splitlines()] == ["step", "2", "4"]
+
+
+def test_precision_follows_the_option_and_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from midimix import train_loop
+
+    assert train_loop.make_accelerator("cpu", "fp32").mixed_precision == "no"
+    monkeypatch.setattr(train_loop, "cpu_has_bf16", lambda: True)
+    assert train_loop.make_accelerator("cpu", "auto").mixed_precision == "bf16"
+    assert train_loop.make_accelerator("cpu", "fp32").mixed_precision == "no"  # after bf16
+    monkeypatch.setattr(train_loop, "cpu_has_bf16", lambda: False)
+    assert train_loop.make_accelerator("cpu", "auto").mixed_precision == "no"
+    with pytest.raises(ConfigError, match="no native bf16"):
+        train_loop.make_accelerator("cpu", "bf16")
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(precision="fp16")
