@@ -36,16 +36,19 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+SETTINGS_BEFORE_THEY_EXISTED = {"precision": "fp32"}  # runs saved before --precision: fp32
+
+
 def check_resume(
     saved: dict[str, Any], config: TrainConfig, sha: dict[str, str], world: int
 ) -> None:
     """The state in last/ must come from the same options, data and process count."""
     now = config_to_dict(config)
-    changed = sorted(
-        k for k in now if k not in RESUMABLE_CHANGES and saved["train_config"].get(k) != now[k]
-    )
+    # a run saved before an option existed ran as that option's value then
+    before = {**SETTINGS_BEFORE_THEY_EXISTED, **saved["train_config"]}
+    changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k])
     if changed:
-        diffs = ", ".join(f"{k}: {saved['train_config'].get(k)!r} -> {now[k]!r}" for k in changed)
+        diffs = ", ".join(f"{k}: {before.get(k)!r} -> {now[k]!r}" for k in changed)
         raise ConfigError(
             f"cannot resume with other options ({diffs}); use the run's options or a new --run-dir"
         )

@@ -233,3 +233,17 @@ def test_a_second_training_on_the_same_run_folder_is_refused(tmp_path: Path) -> 
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and f"another midimix train run (pid {os.getpid()})" in lines[0]
     assert sorted(p.name for p in run_dir.iterdir()) == [".log.csv.lock"]
+
+
+def test_a_run_saved_before_the_precision_option_resumes_in_fp32() -> None:
+    from midimix.config import config_to_dict
+    from midimix.errors import ConfigError
+    from midimix.train_config import TrainConfig
+    from midimix.train_state import check_resume
+
+    old = config_to_dict(TrainConfig())
+    old.pop("precision")  # what last/state.json held before the option
+    saved = {"train_config": old, "data_sha256": {}, "world_size": 1}
+    check_resume(saved, TrainConfig(precision="fp32"), {}, 1)
+    with pytest.raises(ConfigError, match="precision: 'fp32' -> 'auto'"):
+        check_resume(saved, TrainConfig(), {}, 1)
