@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,16 +137,8 @@ def test_forkserver_workers_with_preload_give_same_records(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 kB tmpfs: a real full disk (ENOSPC), not an injected error. Needs root, which the
-    set-up and CI run as."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def tiny_disk(tmpfs: Callable[[str], Path]) -> Path:
+    return tmpfs("64k")
 
 
 def _fill(folder: Path) -> None:
