@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -44,6 +45,20 @@ def params_hash(params: dict[str, Any]) -> str:
     """A short, stable hash of a stage's parameters (keys sorted, paths as strings)."""
     text = json.dumps(params, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+FULL_DISK_BYTES = 1 << 20  # less free space than this where an output goes: a full disk
+
+
+def disk_is_full(path: Path) -> bool:
+    """True when the file system that `path` would be written to has (almost) no room left."""
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free < FULL_DISK_BYTES
+    except OSError:
+        return False
 
 
 def disk_full_error(path: Path) -> OSError:
@@ -250,11 +265,13 @@ def _run_one(
         record = {"status": STATUS_FAILED, "reason": f"cannot write or read: {error}"}
     except Exception as error:  # an input no check foresaw: record it and go on with the rest
         text = " ".join(str(error).split())[:160]
-        record = {
-            "status": STATUS_FAILED,
-            "reason": f"unexpected {type(error).__name__} on this input: {text} "
-            "(please report it with the file)",
-        }
+        reason = (
+            f"the disk is full writing {item.output}"  # libraries word ENOSPC their own way
+            if disk_is_full(item.output)
+            else f"unexpected {type(error).__name__} on this input: {text} "
+            "(please report it with the file)"
+        )
+        record = {"status": STATUS_FAILED, "reason": reason}
     record["seconds"] = round(time.perf_counter() - start, 3)
     return record
 

@@ -240,3 +240,53 @@ def test_a_run_saved_before_the_precision_option_resumes_in_fp32() -> None:
     check_resume(saved, TrainConfig(precision="fp32"), {}, 1)
     with pytest.raises(ConfigError, match="precision: 'fp32' -> 'auto'"):
         check_resume(saved, TrainConfig(), {}, 1)
+
+
+def _complete_audio(folder: Path) -> None:
+    """Every finished audio file reads back whole; no 0-byte file sits under a final name."""
+    for path in folder.rglob("*.wav"):
+        if path.name.startswith("."):
+            continue
+        assert path.stat().st_size > 0, path
+        data, _ = sf.read(path)
+        assert len(data) > 0, path
+
+
+@pytest.mark.parametrize("stage", ["prepare", "render"])
+def test_full_disk_while_writing_audio_then_a_rerun_matches(
+    tmp_path: Path, tmpfs: Callable[[str], Path], stage: str
+) -> None:
+    """A stage that writes audio onto a disk that fills up stops without a traceback, leaves
+    every file absent or whole, and a re-run after space is freed gives what an uninterrupted
+    run gives."""
+    if stage == "prepare":
+        raw = _raw_audio(tmp_path / "raw", 6, seconds=6.0)
+
+        def command(out: Path) -> list[str]:
+            return ["prepare", "--raw-dir", str(raw), "--clips-dir", str(out), *PREPARE]
+    else:
+        midi = _midi_set(tmp_path / "midi", 6) / "g"
+        inputs = sorted(str(p) for p in midi.glob("*.mid"))
+
+        def command(out: Path) -> list[str]:
+            return ["render", *inputs, "--out-dir", str(out), "--genre-mix", "lofi=1",
+                    "--drums", "off"]  # fmt: skip
+
+    reference = _run(*command(tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr
+    disk = tmpfs("160k")  # room for a few files, not all
+    out = disk / "out"
+    full = _run(*command(out))
+    assert full.returncode != 0
+    assert "Traceback" not in full.stderr
+    assert "disk is full" in full.stdout + full.stderr
+    assert "unexpected" not in full.stdout
+    _complete_audio(out)
+    subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+    again = _run(*command(out))
+    assert again.returncode == 0, again.stderr
+    names = sorted(p.name for p in (tmp_path / "ref").rglob("*.wav"))
+    assert sorted(p.name for p in out.rglob("*.wav") if not p.name.startswith(".")) == names
+    for name in names:
+        ref = next((tmp_path / "ref").rglob(name)).read_bytes()
+        assert next(out.rglob(name)).read_bytes() == ref, name
