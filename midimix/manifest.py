@@ -62,7 +62,7 @@ def disk_is_full(path: Path) -> bool:
 
 
 def disk_full_error(path: Path) -> OSError:
-    return OSError(errno.ENOSPC, f"{path}: nothing was written (is the disk full?)")
+    return OSError(errno.ENOSPC, "No space left on device", str(path))
 
 
 @contextlib.contextmanager
@@ -262,7 +262,10 @@ def _run_one(
     except MemoryError:
         record = {"status": STATUS_FAILED, "reason": "ran out of memory on this input"}
     except OSError as error:  # a full disk, a file that vanished: this item, not the run
-        record = {"status": STATUS_FAILED, "reason": f"cannot write or read: {error}"}
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        where = error.filename or item.output
+        reason = f"the disk is full writing {where}" if full else f"cannot write or read: {error}"
+        record = {"status": STATUS_FAILED, "reason": reason}
     except Exception as error:  # an input no check foresaw: record it and go on with the rest
         text = " ".join(str(error).split())[:160]
         reason = (

@@ -26,7 +26,16 @@ from midimix.errors import ConfigError, DependencyError, InputError, cli_errors
 from midimix.instruments import DRUM_BANK, Layer, assign_channels, channel_volume, plan_layers
 from midimix.lofi import apply_chain, build_chain
 from midimix.loudness import normalise_loudness
-from midimix.manifest import Item, Manifest, StageSummary, atomic_path, atomic_write_json, run_items
+from midimix.manifest import (
+    Item,
+    Manifest,
+    StageSummary,
+    atomic_path,
+    atomic_write_json,
+    disk_full_error,
+    disk_is_full,
+    run_items,
+)
 from midimix.midifile import load_score
 from midimix.options import add_config_arguments, config_from_args, stage_parser
 from midimix.render_config import LOFI_GENRE, RenderConfig
@@ -207,7 +216,12 @@ def write_audio(
         )
     subtype = {"wav": f"PCM_{bit_depth}", "flac": f"PCM_{bit_depth}", "mp3": "MPEG_LAYER_III"}[fmt]
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), audio, sample_rate_hz, subtype=subtype, format=fmt.upper())
+        try:
+            sf.write(str(tmp), audio, sample_rate_hz, subtype=subtype, format=fmt.upper())
+        except sf.LibsndfileError:
+            if disk_is_full(path):  # libsndfile words ENOSPC as "System error."
+                raise disk_full_error(path) from None
+            raise
 
 
 # ---------------------------------------------------------------------------------------------

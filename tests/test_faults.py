@@ -290,3 +290,14 @@ def test_full_disk_while_writing_audio_then_a_rerun_matches(
     for name in names:
         ref = next((tmp_path / "ref").rglob(name)).read_bytes()
         assert next(out.rglob(name)).read_bytes() == ref, name
+
+
+def test_generate_on_a_full_disk_stops_in_one_line(tmpfs: Callable[[str], Path]) -> None:
+    out = tmpfs("4k") / "out"  # room for the MIDI file, not for its audio
+    run = _run("generate", "--genre", "lofi", "--bars", "2", "--no-progress", "--out-dir", str(out))
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the disk is full writing")
+    for path in out.iterdir():  # no empty or half-written file under a final name
+        assert path.name.startswith(".") or path.stat().st_size > 0, path
+    assert not list(out.glob("*.wav"))
