@@ -15,20 +15,8 @@ import subprocess
 import sys
 import time
 
-STAGES = (
-    "collect",
-    "prepare",
-    "inspect",
-    "transcribe",
-    "tokenize",
-    "train",
-    "generate",
-    "render",
-    "evaluate",
-    "corpus",
-    "pipeline",
-    "studio",
-)
+from midimix.cli import STAGES  # every stage of the `midimix` command
+
 TARGET_SECONDS = 0.5
 
 

@@ -116,11 +116,16 @@ def load(model_dir: Path) -> list[Calibration]:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
+    return from_meta(meta, str(path))
+
+
+def from_meta(meta: Any, source: str = META_FILE) -> list[Calibration]:
+    """The calibration maps in a model folder's record (midimix.json), already read."""
     entries: Any = meta.get(META_KEY, []) if isinstance(meta, dict) else []
     try:
         return [Calibration(**entry) for entry in entries]
     except TypeError as error:
-        raise InputError(f"{path}: its calibration is unreadable ({error})") from None
+        raise InputError(f"{source}: its calibration is unreadable ({error})") from None
 
 
 def store(model_dir: Path, calibration: Calibration) -> Path:

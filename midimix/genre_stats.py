@@ -22,6 +22,7 @@ from midimix.errors import InputError
 
 META_FILE = "midimix.json"  # a model folder's record (midimix.model), where the stats live
 META_KEY = "genre_stats"
+MOVE_TYPES = ("Bar", "Position", "TimeShift")  # tokens after which notes start at a new onset
 NOTE_PREFIX = "Pitch"  # Pitch_60; PitchDrum too (drums are dropped by the default tokenizer)
 TEMPO_PERCENTILES = (5.0, 95.0)  # the range a genre's pieces are kept in
 MIN_TIME_SIG_SHARE = 0.02  # rarer time signatures count as noise of the source files
@@ -62,7 +63,7 @@ def piece_facts(tokens: Iterable[str]) -> PieceFacts:
 
     for token in tokens:
         kind, _, value = token.partition("_")
-        if kind in ("Bar", "Position", "TimeShift"):
+        if kind in MOVE_TYPES:
             close()
         elif kind.startswith(NOTE_PREFIX) and value.lstrip("-").isdigit():
             onset.append(int(value))
@@ -147,8 +148,13 @@ def load_stats(model_dir: Path) -> dict[str, GenreStats] | None:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return stats_from_meta(meta, str(path))
+
+
+def stats_from_meta(meta: Any, source: str = META_FILE) -> dict[str, GenreStats] | None:
+    """The stats in a model folder's record (midimix.json), already read."""
     data = meta.get(META_KEY) if isinstance(meta, dict) else None
-    return None if data is None else stats_from_dict(data, f"{path}: {META_KEY}")
+    return None if data is None else stats_from_dict(data, f"{source}: {META_KEY}")
 
 
 # ------------------------------------------------------------------------- limits of a mix
@@ -160,35 +166,34 @@ def mix_onset_cap(stats: Mapping[str, GenreStats], weights: Mapping[str, float])
     return max(present, default=max((s.onset_cap for s in stats.values()), default=1))
 
 
+def _weighted_mean(
+    stats: Mapping[str, GenreStats], weights: Mapping[str, float], name: str
+) -> float | None:
+    """The weights' mean of one statistic over the genres in the mix that have it."""
+    known = {
+        g: w
+        for g, w in weights.items()
+        if w > 0 and g in stats and getattr(stats[g], name) is not None
+    }
+    total = sum(known.values())
+    if not total:
+        return None
+    return sum(w * getattr(stats[g], name) for g, w in known.items()) / total
+
+
 def mix_tempo_range(
     stats: Mapping[str, GenreStats], weights: Mapping[str, float]
 ) -> tuple[float, float]:
     """Tempo range of a mix: each bound the weighted mean of the genres' bounds, so a single
     genre keeps its own 5th-95th percentile range and a mix lies between the genres."""
-    known = {
-        g: w
-        for g, w in weights.items()
-        if w > 0 and g in stats and stats[g].tempo_bpm_p5 is not None
-    }
-    total = sum(known.values())
-    if not total:
-        return (0.0, math.inf)
-    low = sum(w * (stats[g].tempo_bpm_p5 or 0.0) for g, w in known.items()) / total
-    high = sum(w * (stats[g].tempo_bpm_p95 or 0.0) for g, w in known.items()) / total
-    return (low, high)
+    low = _weighted_mean(stats, weights, "tempo_bpm_p5")
+    high = _weighted_mean(stats, weights, "tempo_bpm_p95")
+    return (0.0, math.inf) if low is None or high is None else (low, high)
 
 
 def mix_median_tempo(stats: Mapping[str, GenreStats], weights: Mapping[str, float]) -> float | None:
     """The weighted mean of the genres' median tempos (None when no genre has tempos)."""
-    known = {
-        g: w
-        for g, w in weights.items()
-        if w > 0 and g in stats and stats[g].tempo_bpm_p50 is not None
-    }
-    total = sum(known.values())
-    if not total:
-        return None
-    return sum(w * (stats[g].tempo_bpm_p50 or 0.0) for g, w in known.items()) / total
+    return _weighted_mean(stats, weights, "tempo_bpm_p50")
 
 
 def mix_time_signatures(stats: Mapping[str, GenreStats], weights: Mapping[str, float]) -> set[str]:

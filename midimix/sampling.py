@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from midimix.errors import ConfigError
+from midimix.genre_stats import MOVE_TYPES
 
 MIX_RULES = ("product", "mixture")
 NOTE_TYPE_PREFIX = "Pitch"  # Pitch, PitchDrum, PitchIntervalTime/Chord all start a note
@@ -26,7 +27,6 @@ BAR_TYPE = "Bar"
 POSITION_TYPE = "Position"
 TIME_SIG_TYPE = "TimeSig"
 TEMPO_TYPE = "Tempo"
-MOVE_TYPES = ("Bar", "Position", "TimeShift")  # tokens after which notes start elsewhere
 PITCHES = 128  # MIDI pitch numbers: the width of the per-onset pitch sets
 TEMPO_TOLERANCE = 0.02  # a tempo bin this close outside a mix's range still counts as inside
 SPECIAL_TYPE = "Special"

@@ -40,7 +40,7 @@ def _load(ref: str) -> type:
 def _parser_module(stage: str) -> str:
     from midimix.cli import main_module
 
-    return main_module(stage) if stage in ("corpus", "studio") else f"midimix.{stage}"
+    return main_module(stage)
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))

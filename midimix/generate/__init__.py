@@ -44,7 +44,7 @@ from midimix.generate.config import (
 )
 from midimix.generate.limits import bar_limits
 from midimix.generate.prompt import prompt_ids, prompt_kind, transcribe_prompt
-from midimix.genre_stats import load_stats, mix_median_tempo
+from midimix.genre_stats import mix_median_tempo, stats_from_meta
 from midimix.options import add_config_arguments, field_comments, stage_parser
 from midimix.sampler import (
     MixPlan,
@@ -239,12 +239,12 @@ def generate(
             f"the tokenizer of {folder} has no Genre_<name> tokens, so it cannot be conditioned "
             "on a genre; use a model trained by `python -m midimix.train`"
         )
-    stats = load_stats(folder) if config.genre_limits else None
+    stats = stats_from_meta(meta) if config.genre_limits else None  # midimix.json, read once
     used, table = weight_table(config, tokenizer.genres, DEFAULT_BARS)
     mean_mix = dict(zip(used, table.mean(dim=0).tolist(), strict=True))
     n_bars = config.bars_at(None if stats is None else mix_median_tempo(stats, mean_mix))
     genres, table = weight_table(config, tokenizer.genres, n_bars)
-    calibrations = calibration.load(folder) if config.calibrated else []
+    calibrations = calibration.from_meta(meta) if config.calibrated else []
     sampled = calibrated_table(table, genres, config.mix_method, calibrations)
     grammar = tokenizer_grammar(tokenizer)
     plan = MixPlan(
