@@ -65,6 +65,15 @@ def disk_full_error(path: Path) -> OSError:
     return OSError(errno.ENOSPC, "No space left on device", str(path))
 
 
+def as_write_error(error: BaseException, path: Path) -> OSError | None:
+    """The OSError behind a failed write to `path`: the error itself, or ENOSPC when a library
+    words a full disk its own way (safetensors' SafetensorError, torch's RuntimeError,
+    libsndfile's "System error."); None for any other failure."""
+    if isinstance(error, OSError):
+        return error
+    return disk_full_error(path) if disk_is_full(path) else None
+
+
 @contextlib.contextmanager
 def atomic_path(final: Path, *, allow_empty: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it over `final` only if the block succeeds

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from midimix.config import check_range
 from midimix.errors import ConfigError, MidimixError
-from midimix.manifest import atomic_write_json
+from midimix.manifest import as_write_error, atomic_write_json
 
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel
@@ -156,10 +156,13 @@ def save_checkpoint(
         if folder.exists():
             os.replace(folder, old)
         os.replace(tmp, folder)
-    except OSError as error:
+    except Exception as failure:
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not folder.exists():
             os.replace(old, folder)
+        error = as_write_error(failure, tmp)
+        if error is None:
+            raise
         reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
         raise MidimixError(
             f"could not save the checkpoint to {folder}: {reason}; the previous checkpoint "

@@ -14,6 +14,7 @@ data or the process count differ from the run's.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from midimix.config import config_to_dict
 from midimix.errors import ConfigError, MidimixError
-from midimix.manifest import atomic_write_json
+from midimix.manifest import as_write_error, atomic_write_json
 from midimix.model import quiet_transformers
 
 if TYPE_CHECKING:
@@ -100,10 +101,14 @@ def save_last(
         torch.save(rngs, tmp / "rng.pt")
         atomic_write_json(tmp / STATE_FILE, state)
         swap_in(tmp, folder)
-    except OSError as error:
+    except Exception as failure:
         shutil.rmtree(tmp, ignore_errors=True)
+        error = as_write_error(failure, tmp)
+        if error is None:
+            raise
+        reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
         raise MidimixError(
-            f"could not save the resume state to {folder}: {error}; the previous state there "
+            f"could not save the resume state to {folder}: {reason}; the previous state there "
             f"is unchanged; free some space and run again with --resume"
         ) from error
 
