@@ -160,17 +160,27 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not folder.exists():
             os.replace(old, folder)
-        error = as_write_error(failure, tmp)
-        if error is None:
+        error = save_failed(failure, tmp, f"the checkpoint to {folder}", "checkpoint")
+        if error is failure:
             raise
-        reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
-        raise MidimixError(
-            f"could not save the checkpoint to {folder}: {reason}; the previous checkpoint "
-            f"there is unchanged; free some space and run again with --resume"
-        ) from error
+        raise error from failure
     finally:
         shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def save_failed(failure: Exception, tmp: Path, what: str, previous: str) -> Exception:
+    """The error to raise when saving `what` into the folder `tmp` failed: a one-line
+    MidimixError for a write error (a full disk however the library words it), else
+    `failure` itself."""
+    error = as_write_error(failure, tmp)
+    if error is None:
+        return failure
+    reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
+    return MidimixError(
+        f"could not save {what}: {reason}; the previous {previous} there is unchanged; free "
+        f"some space and run again with --resume"
+    )
 
 
 def read_meta(folder: Path) -> dict[str, Any]:

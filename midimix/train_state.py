@@ -14,7 +14,6 @@ data or the process count differ from the run's.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import pickle
@@ -24,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from midimix.config import config_to_dict
 from midimix.errors import ConfigError, MidimixError
-from midimix.manifest import as_write_error, atomic_write_json
-from midimix.model import quiet_transformers
+from midimix.manifest import atomic_write_json
+from midimix.model import quiet_transformers, save_failed
 
 if TYPE_CHECKING:
     from midimix.train_config import TrainConfig
@@ -103,14 +102,10 @@ def save_last(
         swap_in(tmp, folder)
     except Exception as failure:
         shutil.rmtree(tmp, ignore_errors=True)
-        error = as_write_error(failure, tmp)
-        if error is None:
+        error = save_failed(failure, tmp, f"the resume state to {folder}", "state")
+        if error is failure:
             raise
-        reason = "the disk is full" if error.errno == errno.ENOSPC else str(error)
-        raise MidimixError(
-            f"could not save the resume state to {folder}: {reason}; the previous state there "
-            f"is unchanged; free some space and run again with --resume"
-        ) from error
+        raise error from failure
 
 
 def _resume_error(last_dir: Path, error: BaseException) -> MidimixError:
