@@ -94,7 +94,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, setting in enumerate(settings(args.pieces)):
-            config = GenerateConfig(**setting, bars=args.bars, seed=n, render=False,
+            config = GenerateConfig(**setting, bars=args.bars, seed=n, render=False, progress=False,
                                     genre_limits=not args.raw, calibrated=not args.raw,
                                     name=f"s{n}")  # fmt: skip
             for piece in generate(model, Path(tmp), config):

@@ -34,6 +34,7 @@ from midimix.errors import MidimixError, cli_errors
 from midimix.manifest import folder_lock
 from midimix.options import add_config_arguments, config_from_args, stage_parser
 from midimix.train_config import TrainConfig
+from midimix.train_state import tidy_run_folder
 from midimix.validation import genre_losses, genre_sensitivity, summarize_losses
 
 __all__ = ["TrainConfig", "TrainResult", "main", "train"]
@@ -76,6 +77,7 @@ def train(tokens_dir: Path, run_dir: Path, config: TrainConfig) -> TrainResult:
     if int(os.environ.get("RANK", "0")) != 0:
         return _train(tokens_dir, run_dir, config)
     with folder_lock(run_dir / "log.csv", "train"):
+        tidy_run_folder(run_dir)
         return _train(tokens_dir, run_dir, config)
 
 

@@ -73,6 +73,19 @@ def swap_in(tmp: Path, folder: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def tidy_run_folder(run_dir: Path) -> None:
+    """Undo what a training killed while saving left behind. Call it holding the run folder's
+    lock (no other training is saving there): a best/ or last/ that was moved aside but not
+    yet replaced comes back (it is the state that matches the rest of the run), and the
+    half-written or set-aside copies beside it go."""
+    for name in ("best", "last"):
+        aside = sorted(run_dir.glob(f".{name}.old*"))
+        if aside and not (run_dir / name).exists():
+            os.replace(aside.pop(0), run_dir / name)
+        for stale in [*aside, *run_dir.glob(f".{name}.tmp*")]:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 def rng_state(device_type: str) -> dict[str, Any]:
     """This process's torch RNG state (CPU, and CUDA when training there)."""
     import torch

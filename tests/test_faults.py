@@ -4,6 +4,7 @@ the outputs of an uninterrupted run, and no process is left behind."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -256,6 +257,77 @@ def test_full_disk_during_training_keeps_the_last_state_and_resume_matches(
     assert again.returncode == 0, again.stderr
     for name in ("best/model.safetensors", "last/model.safetensors", "last/optimizer.pt"):
         assert (run_dir / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
+
+
+def _tiny_training(tmp_path: Path, steps: int) -> tuple[Path, tuple[str, ...]]:
+    midi = _midi_set(tmp_path / "midi", 12)
+    tokens = tmp_path / "tokens"
+    made = _run("tokenize", f"g={midi / 'g'}", "--out", str(tokens), "--no-progress")
+    assert made.returncode == 0, made.stderr
+    args = ("--tokens-dir", str(tokens), "--preset", "tiny", "--max-steps", str(steps),
+            "--eval-every", "1", "--log-every", "1", "--batch-size", "2", "--threads", "1",
+            "--no-progress")  # fmt: skip
+    reference = _run("train", "--run-dir", str(tmp_path / "ref"), *args)
+    assert reference.returncode == 0, reference.stderr
+    return tmp_path / "ref", args
+
+
+def _log_rows(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "log.csv") as handle:  # speed differs from run to run; the rest may not
+        return [{k: v for k, v in row.items() if k != "tokens_per_second"}
+                for row in csv.DictReader(handle)]  # fmt: skip
+
+
+def _same_training(run_dir: Path, reference: Path) -> None:
+    for name in ("best/model.safetensors", "last/model.safetensors", "last/optimizer.pt"):
+        assert (run_dir / name).read_bytes() == (reference / name).read_bytes(), name
+    assert _log_rows(run_dir) == _log_rows(reference)  # no step twice or lost
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        ".log.csv.lock",
+        "best",
+        "last",
+        "log.csv",
+        "train.config.json",
+    ]
+
+
+def test_sigkill_during_training_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    """Killed at seeded random moments of a run that saves every step (so some kills land in
+    a save), training resumes each time and ends with the uninterrupted run's weights,
+    optimizer and log, and no half-written folder beside them."""
+    reference, args = _tiny_training(tmp_path, 12)
+    run_dir = tmp_path / "run"
+    delays = np.random.default_rng(3).uniform(2.5, 5.0, size=4)
+    kills = 0
+    for delay in delays:
+        resume = ("--resume",) if (run_dir / "last").exists() else ()
+        process = _cli("train", "--run-dir", str(run_dir), *args, *resume)
+        try:
+            process.wait(timeout=float(delay))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            kills += 1
+        process.communicate()
+    assert kills >= 2  # the run was really cut, more than once
+    again = _run("train", "--run-dir", str(run_dir), *args, "--resume")
+    assert again.returncode == 0, again.stderr
+    _same_training(run_dir, reference)
+
+
+def test_a_kill_between_the_two_renames_of_a_save_is_undone(tmp_path: Path) -> None:
+    """The one moment a kill leaves no last/: the old one moved aside, the new one not yet in
+    place. The next run puts the old one back, drops the copies, and resumes exactly."""
+    reference, args = _tiny_training(tmp_path, 6)
+    run_dir = tmp_path / "run"
+    stopped = _run("train", "--run-dir", str(run_dir), *args, "--stop-after-steps", "3")
+    assert stopped.returncode == 0, stopped.stderr
+    (run_dir / "last").rename(run_dir / ".last.old99999")  # what the kill left
+    (run_dir / ".last.tmp99999").mkdir()
+    (run_dir / ".last.tmp99999" / "optimizer.pt").write_bytes(b"half")
+    (run_dir / ".best.tmp99998").mkdir()
+    again = _run("train", "--run-dir", str(run_dir), *args, "--resume")
+    assert again.returncode == 0, again.stderr
+    _same_training(run_dir, reference)
 
 
 def test_a_second_training_on_the_same_run_folder_is_refused(tmp_path: Path) -> None:
