@@ -267,6 +267,8 @@ def _run_one(
         record = {"status": status, **fields}
     except catch as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            reason = f"the disk is full writing {error.filename or item.output}"
         record = {"status": STATUS_FAILED, "reason": reason}
     except MemoryError:
         record = {"status": STATUS_FAILED, "reason": "ran out of memory on this input"}

@@ -330,6 +330,36 @@ def test_a_kill_between_the_two_renames_of_a_save_is_undone(tmp_path: Path) -> N
     _same_training(run_dir, reference)
 
 
+def test_full_disk_during_transcribe_fails_items_in_one_line_and_a_rerun_matches(
+    tmp_path: Path, tmpfs: Callable[[str], Path]
+) -> None:
+    """basic-pitch's notes reach a full disk: the items that could not be written are
+    recorded as such (no traceback, no empty MIDI under its final name), the rest of the
+    run goes on, and after space is freed a re-run writes exactly the uninterrupted MIDI."""
+    clips = tmp_path / "clips" / "g"
+    clips.mkdir(parents=True)
+    t = np.arange(22050 * 5) / 22050
+    for i in range(4):  # four notes a clip, each piece a step higher
+        tone = sum((t >= k) * (t < k + 0.9) * np.sin(2 * np.pi * f * 2 ** (i / 12) * t)
+                   for k, f in enumerate((261.6, 329.6, 392.0, 329.6)))  # fmt: skip
+        sf.write(str(clips / f"c{i}.wav"), (0.2 * tone).astype(np.float32), 22050)
+    args = ("--clips-dir", str(clips.parent), "--no-progress", "--threads", "1")
+    reference = _run("transcribe", *args, "--midi-dir", str(tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr
+    assert len(list((tmp_path / "ref" / "g").glob("*.mid"))) == 4
+    disk = tmpfs("16k")  # the manifest, the config and one MIDI file fill it
+    full = _run("transcribe", *args, "--midi-dir", str(disk / "midi"))
+    assert full.returncode == 1 and "Traceback" not in full.stderr
+    failed = [line for line in full.stdout.splitlines() if line.strip().startswith("failed")]
+    assert failed and all("the disk is full writing" in line for line in failed), full.stdout
+    for path in (disk / "midi" / "g").glob("*.mid"):  # whatever is there is whole
+        assert path.read_bytes() == (tmp_path / "ref" / "g" / path.name).read_bytes()
+    subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+    again = _run("transcribe", *args, "--midi-dir", str(disk / "midi"))
+    assert again.returncode == 0, again.stderr
+    assert _tree(disk / "midi" / "g") == _tree(tmp_path / "ref" / "g")
+
+
 def test_a_second_training_on_the_same_run_folder_is_refused(tmp_path: Path) -> None:
     """The lock is taken before any data is read: a second `midimix train` on a run folder in
     use stops in one line and touches nothing there."""
