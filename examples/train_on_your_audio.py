@@ -5,17 +5,22 @@
 
 Each folder may hold audio (wav, flac, mp3, ...; any rate or channel count), MIDI or both.
 Stop it at any time (Ctrl-C): run the same command again and it continues where it stopped.
+The exit status is 1 when any item failed (the summary lists them with their reasons), as
+for `midimix pipeline`, and 2, with one line, when the run cannot go on.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from midimix.errors import cli_errors
 from midimix.pipeline import PipelineConfig, run
 
 
-def main() -> None:
+@cli_errors
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lofi", type=Path, help="folder of lo-fi audio and/or MIDI")
     parser.add_argument("classical", type=Path, help="folder of classical audio and/or MIDI")
@@ -23,7 +28,7 @@ def main() -> None:
     parser.add_argument(
         "--tiny", action="store_true", help="a tiny model and a few steps: minutes, not hours"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     # The CPU preset ("small") with the training stage's default length; --tiny trades
     # quality for time so that the whole run takes a minute or two.
@@ -44,7 +49,8 @@ def main() -> None:
     # The summary: items per stage, failures with reasons, validation loss per genre,
     # genre sensitivity, and where the model, the piece and the report are.
     print(result.text())
+    return 1 if result.failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

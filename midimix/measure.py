@@ -2,10 +2,11 @@
 
 - features (midimix.features): one number per musical trait per piece, each defined in words;
 - distances per feature between a generated set and each reference genre: |mean difference| /
-  reference std, and the overlap area of the two histograms (1 = same distribution);
+  reference std (left out for a feature the reference holds constant), and the overlap area of
+  the two histograms (1 = same distribution);
 - a genre classifier (midimix.classifier) trained on the reference pieces, with its
   cross-validated accuracy; it gives every generated piece P(genre), summed up per set as a
-  mean with a Student-t 95% interval.
+  mean with a Student-t 95% interval clipped to 0..1 (0..1 itself for a set of one piece).
 Everything goes to out_dir: report.md, report.json (every figure), classifier.json and PNG
 plots (midimix.report).
 """
@@ -125,13 +126,26 @@ def _set_stats(table: np.ndarray) -> dict[str, Any]:
 # Distances and statistics
 
 
+# A reference std below this share of the feature's size is rounding, not spread: a genre at
+# one tempo (105 BPM, read as 104.99992 from the file's microseconds per beat) has a tempo std
+# of 5e-15 from the float sums, and features in seconds go through symusic's float32 times
+# (7 digits: a std of 2e-7 on a note density of 6 for pieces of one length); dividing by such
+# stds gave effect sizes of 1e7 to 1e14 that swamped every real difference.
+CONSTANT_RELATIVE_STD = 1e-6
+
+
 def effect_size(generated: np.ndarray, reference: np.ndarray) -> float | None:
-    """|mean difference| / reference std; None when the reference does not vary but differs."""
-    diff = abs(float(generated.mean()) - float(reference.mean()))
+    """|mean difference| / reference std. A feature the reference holds constant has no
+    scale to measure a difference in: 0.0 when the generated set matches it, None (left out of
+    the mean effect size, shown as "n/a") when it differs; a floor on the std would instead
+    give an arbitrary huge number that swamps every other feature."""
+    generated_mean, reference_mean = float(generated.mean()), float(reference.mean())
+    diff = abs(generated_mean - reference_mean)
     std = float(reference.std())
-    if std > 0:
+    rounding = CONSTANT_RELATIVE_STD * max(abs(generated_mean), abs(reference_mean), 1e-12)
+    if std > rounding:
         return diff / std
-    return 0.0 if diff == 0 else None
+    return 0.0 if diff <= rounding else None
 
 
 def overlap(generated: np.ndarray, reference: np.ndarray, bins: int = 20) -> float:
@@ -168,16 +182,24 @@ def summarize_distances(per_feature: Mapping[str, Mapping[str, float | None]]) -
     }
 
 
-def mean_ci95(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, low, high): Student-t 95% interval of the mean (zero width for one value)."""
+PROBABILITY = (0.0, 1.0)  # the range of P(genre): its intervals are clipped to it
+
+
+def mean_ci95(
+    values: Sequence[float], bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t 95% interval of the mean, clipped to `bounds` (the range
+    the values can take: PROBABILITY for P(genre)). One value says nothing about the spread:
+    its interval is the whole of `bounds`, not a point."""
     from scipy import stats
 
     arr = np.asarray(values, dtype=float)
     mean = float(arr.mean())
+    low, high = bounds
     if len(arr) < 2:
-        return mean, mean, mean
+        return mean, low, high
     half = float(stats.t.ppf(0.975, len(arr) - 1) * arr.std(ddof=1) / math.sqrt(len(arr)))
-    return mean, mean - half, mean + half
+    return mean, max(mean - half, low), min(mean + half, high)
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,7 +252,7 @@ def evaluate_sets(
             dist[genre] = {**summarize_distances(per_feature), "per_feature": per_feature}
         p_genre = {}
         for j, genre in enumerate(classifier.genres):
-            mean, low, high = mean_ci95(proba[:, j].tolist())
+            mean, low, high = mean_ci95(proba[:, j].tolist(), PROBABILITY)
             p_genre[genre] = {"mean": mean, "ci95": [low, high]}
         report["generated"][label] = {
             "pieces": len(kept),

@@ -11,6 +11,7 @@ one file (`render`, `render_file`), many files (`render_many`, resumable) and th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import sys
@@ -38,7 +39,7 @@ from midimix.manifest import (
 )
 from midimix.midifile import load_score
 from midimix.options import add_config_arguments, config_from_args, stage_parser
-from midimix.render_config import LOFI_GENRE, RenderConfig
+from midimix.render_config import FORMATS, LOFI_GENRE, RenderConfig
 from midimix.soundfont import find_soundfont
 from midimix.synth import Synthesizer
 
@@ -123,6 +124,8 @@ class Renderer:
     def render(self, midi_path: Path, out_path: Path) -> RenderResult:
         """MIDI -> instruments -> lo-fi chain -> loudness -> file (written atomically)."""
         config = self.config
+        out_path = Path(out_path)
+        check_suffix(out_path, config.format)  # before minutes of synthesis, not after
         rate = config.sample_rate_hz
         clean, layers, drums_added = self.synthesize(midi_path)
         amount = config.effective_lofi_amount
@@ -137,7 +140,6 @@ class Renderer:
         else:
             audio = apply_chain(build_chain(config.lofi, amount, rate), clean.T, rate).T
         audio, lufs = normalise_loudness(audio, rate, config.target_lufs, config.peak_dbfs)
-        out_path = Path(out_path)
         write_audio(out_path, audio, rate, config.format, config.bit_depth)
         peak = float(np.max(np.abs(audio)))
         result = RenderResult(
@@ -196,6 +198,29 @@ def depth_envelope(
     middles = [(a + b) / 2 for a, b in zip(starts_s, ends, strict=True)]
     t = np.arange(samples) / sample_rate_hz
     return np.interp(t, middles, depths).astype(np.float32)
+
+
+def suffix_format(path: Path) -> str:
+    """The audio format a file name asks for: piece.mp3 -> "mp3"; ConfigError for a suffix
+    that is none of FORMATS (render writes nothing its name would misdescribe)."""
+    suffix = Path(path).suffix
+    fmt = suffix.lower().removeprefix(".")
+    if fmt not in FORMATS:
+        problem = f"{suffix} is not an audio format render writes" if suffix else "no suffix"
+        raise ConfigError(
+            f"{path}: {problem}; end the output name with {', '.join('.' + f for f in FORMATS)}"
+        )
+    return fmt
+
+
+def check_suffix(path: Path, fmt: str) -> None:
+    """Refuse to write `fmt` data under a name whose suffix says otherwise (FLAC in a .wav)."""
+    named = suffix_format(path)
+    if named != fmt:
+        raise ConfigError(
+            f"{path} ends in .{named} but the format asked for is {fmt}; name it .{fmt}, or "
+            f"ask for {named} (--format {named})"
+        )
 
 
 def sidecar_path(out_path: Path) -> Path:
@@ -340,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--out",
         type=Path,
-        help=f"output file, one input only (default {OUT_DIR}/<MIDI name>.<format>)",
+        help=f"output file, one input only; its suffix (.wav, .flac, .mp3) is the format "
+        f"(default {OUT_DIR}/<MIDI name>.<format>)",
     )
     out.add_argument(
         "--out-dir",
@@ -386,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         print(summary.text())
         return summary.exit_code
     out = args.out or OUT_DIR / f"{args.midi[0].stem}.{config.format}"
+    if args.out is not None and not hasattr(args, "format"):  # the name's suffix decides
+        config = dataclasses.replace(config, format=suffix_format(out))
     result = render_file(args.midi[0], out, config)
     drums = ", drums added" if result.drums_added else ""
     print(

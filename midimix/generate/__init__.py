@@ -43,7 +43,7 @@ from midimix.generate.config import (
     parse_schedule,
 )
 from midimix.generate.limits import bar_limits
-from midimix.generate.prompt import prompt_ids, prompt_kind, transcribe_prompt
+from midimix.generate.prompt import load_prompt, prompt_ids, prompt_kind, splice, transcribe_prompt
 from midimix.genre_stats import mix_median_tempo, stats_from_meta
 from midimix.options import add_config_arguments, field_comments, stage_parser
 from midimix.sampler import (
@@ -256,7 +256,10 @@ def generate(
         any_id=tokenizer.any_id,
         limits=None if stats is None else bar_limits(tokenizer, genres, table, stats),
     )
-    prompt = prompt_ids(config.prompt, tokenizer, out_dir) if config.prompt else []
+    prompt: list[int] = []
+    prompt_score = None
+    if config.prompt:
+        prompt, prompt_score = load_prompt(config.prompt, tokenizer, out_dir)
     sampling = Sampling(
         config.temperature, config.top_k, config.top_p, config.seed, config.max_tokens_per_bar
     )
@@ -291,7 +294,8 @@ def generate(
     return [
         _write_piece(
             tokenizer,
-            prompt + ids,
+            (prompt, prompt_score),
+            ids,
             result.bars[s],
             out_dir / output_stem(config, record["weights"], s),
             record,
@@ -348,19 +352,54 @@ def provenance(
     }
 
 
+def drop_stale_audio(provenance_path: Path) -> None:
+    """Delete the audio an earlier run's record at `provenance_path` names (and the render
+    stage's <audio stem>.render.json beside it): it was rendered from the MIDI this run
+    replaces, and a run without audio (--no-render) would otherwise leave it beside a record
+    whose audio is null. Only files beside the record with the piece's stem are touched."""
+    import json
+
+    try:
+        old = json.loads(provenance_path.read_text())
+    except (OSError, ValueError):
+        return  # no earlier record (or not ours): nothing it named to remove
+    audio = old.get("audio") if isinstance(old, dict) else None
+    if not isinstance(audio, str):
+        return
+    # by name beside the record: the path it holds is relative to where that run started
+    audio_path = provenance_path.with_name(Path(audio).name)
+    stem = provenance_path.stem
+    if audio_path.stem != stem:
+        return
+    audio_path.unlink(missing_ok=True)
+    audio_path.with_name(f"{stem}.render.json").unlink(missing_ok=True)
+
+
 def _write_piece(
     tokenizer: GenreTokenizer,
-    ids: list[int],
+    prompt: tuple[list[int], Any],
+    new_ids: list[int],
     bars: int,
     stem_path: Path,
     record: dict[str, Any],
     render_audio: RenderAudio | None,
 ) -> GeneratedPiece:
-    """<stem>.mid, the audio through `render_audio` if given, then <stem>.json."""
-    from midimix.manifest import atomic_write_json
+    """<stem>.mid, the audio through `render_audio` if given, then <stem>.json. `prompt` is
+    (its ids, its score), the score None without a prompt; with one, the MIDI starts with the
+    prompt as written (`splice`: its own tempo and timing, not the tokenizer's)."""
+    from midimix.manifest import atomic_path, atomic_write_json
 
-    midi_path = tokenizer.decode_to_file(ids, stem_path.with_name(stem_path.name + ".mid"))
-    score = tokenizer.decode(ids)
+    prompt_ids, prompt_score = prompt
+    ids = prompt_ids + new_ids
+    midi_path = stem_path.with_name(stem_path.name + ".mid")
+    provenance_path = stem_path.with_name(stem_path.name + ".json")
+    drop_stale_audio(provenance_path)  # before the new MIDI: never new MIDI beside old audio
+    if prompt_score is None:
+        score = tokenizer.decode(ids)
+    else:
+        score = splice(prompt_score, tokenizer, prompt_ids, new_ids)
+    with atomic_path(midi_path) as tmp:
+        score.dump_midi(str(tmp))
     seconds = float(score.to("second").end())  # type: ignore[attr-defined]
     weights = record["weights"]
     audio_path = None
@@ -371,7 +410,6 @@ def _write_piece(
             audio_path = render_audio(midi_path, weights, record["seed"], weights_per_bar=per_bar)
         else:
             audio_path = render_audio(midi_path, weights, record["seed"])
-    provenance_path = stem_path.with_name(stem_path.name + ".json")
     atomic_write_json(
         provenance_path,
         {
@@ -457,6 +495,7 @@ __all__ = [
     "build_parser",
     "check_genres",
     "generate",
+    "load_prompt",
     "parse_genre_mix",
     "parse_schedule",
     "prompt_ids",
