@@ -13,6 +13,7 @@ import functools
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,7 +237,10 @@ def _run_windows(session: Any, windows: np.ndarray, batch_windows: int) -> list[
 def run_model(
     audio: np.ndarray, session: Any, batch_windows: int = 1, layout: str = "aligned"
 ) -> dict[str, np.ndarray]:
-    """Model activations {"note", "onset": (n_frames, 88), "contour": (n_frames, 264)}."""
+    """Model activations {"note", "onset": (n_frames, 88)} (and "contour" (n_frames, 264)
+    in basic-pitch's layout). The aligned layout cuts its windows from the audio batch by
+    batch and adds each into the activations at once: memory is the audio plus the
+    two activations (about 320 MB and 220 MB an hour of audio), not every window at once."""
     n_frames = frame_count(audio)
     if layout == "basic-pitch":
         outputs = _run_windows(session, window_audio(audio), batch_windows)
@@ -244,18 +248,29 @@ def run_model(
         joined = [o[:, half:-half, :].reshape(-1, o.shape[2])[:n_frames] for o in outputs]
         return dict(zip(("note", "onset", "contour"), joined, strict=True))
     starts = aligned_starts(n_frames)
-    padded = np.zeros((starts[-1] * FFT_HOP + WINDOW_SAMPLES), np.float32)
-    padded[EDGE_FRAMES * FFT_HOP :][: len(audio)] = audio[: len(padded) - EDGE_FRAMES * FFT_HOP]
-    windows = np.stack([padded[s * FFT_HOP : s * FFT_HOP + WINDOW_SAMPLES] for s in starts])
-    outputs = _run_windows(session, windows[:, :, None], batch_windows)
     weights = seam_weights(starts)
-    joined = []
-    for output in outputs:
-        frames = np.zeros((starts[-1] + WINDOW_FRAMES, output.shape[2]), np.float32)
-        for k, start in enumerate(starts):
-            frames[start : start + WINDOW_FRAMES] += weights[k][:, None] * output[k]
-        joined.append(frames[EDGE_FRAMES : EDGE_FRAMES + n_frames])
-    return dict(zip(("note", "onset", "contour"), joined, strict=True))
+    names = _ONNX_OUTPUTS[:2]  # note and onset: the notes need no pitch contour
+    joined = [np.zeros((starts[-1] + WINDOW_FRAMES, 88), np.float32) for _ in names]
+    for first in range(0, len(starts), batch_windows):
+        batch = starts[first : first + batch_windows]
+        windows = np.stack([_aligned_window(audio, int(s)) for s in batch])[:, :, None]
+        outputs = session.run(list(names), {_ONNX_INPUT: windows})
+        for frames, output in zip(joined, outputs, strict=True):
+            for k, start in enumerate(batch):
+                frames[start : start + WINDOW_FRAMES] += weights[first + k][:, None] * output[k]
+    return {name: frames[EDGE_FRAMES : EDGE_FRAMES + n_frames]
+            for name, frames in zip(("note", "onset"), joined, strict=True)}  # fmt: skip
+
+
+def _aligned_window(audio: np.ndarray, start_frame: int) -> np.ndarray:
+    """The aligned layout's window that starts at `start_frame` (frames counted with
+    EDGE_FRAMES of zeros in front of the audio), zero-padded past the audio's ends."""
+    first = (start_frame - EDGE_FRAMES) * FFT_HOP
+    window = np.zeros(WINDOW_SAMPLES, np.float32)
+    lo, hi = max(first, 0), min(first + WINDOW_SAMPLES, len(audio))
+    if hi > lo:
+        window[lo - first : hi - first] = audio[lo:hi]
+    return window
 
 
 def seam_weights(starts: np.ndarray) -> np.ndarray:
@@ -293,6 +308,64 @@ def onsets_with_inferred(
     return np.where(combined > onsets, combined * 0.999, combined)
 
 
+# Long inputs are turned into notes a minute of frames at a time: basic-pitch's note creation
+# holds several float64 copies of the activations (33 MB a minute of audio). Each block also
+# sees the 30 s after it, so every note up to 30 s long ends where one pass would end it.
+NOTE_BLOCK_FRAMES = round(60 * SAMPLE_RATE_HZ / FFT_HOP)
+NOTE_TAIL_FRAMES = round(30 * SAMPLE_RATE_HZ / FFT_HOP)
+NOTE_HEAD_FRAMES = 4  # frames before a block: the two-frame jumps and the peak picking need them
+
+
+def frame_jumps(frames: np.ndarray, at_start: bool) -> np.ndarray:
+    """How much each frame's note activation rose over both of the two frames before it (0 if
+    it fell), zero for the input's first two frames: the onsets basic-pitch infers, before
+    they are scaled. `at_start`: `frames` begins at the input's first frame."""
+    frames = frames.astype(np.float64)  # as basic-pitch computes them: the same thresholds hit
+    rise = np.full_like(frames, np.inf)
+    for lag in (1, 2):
+        rise[lag:] = np.minimum(rise[lag:], frames[lag:] - frames[:-lag])
+        rise[:lag] = np.minimum(rise[:lag], frames[:lag])  # zeros before the input
+    rise = np.maximum(rise, 0.0)
+    if at_start:
+        rise[:2] = 0.0
+    return rise
+
+
+def notes_in_blocks(
+    frames: np.ndarray,
+    onsets: np.ndarray,
+    config: TranscribeConfig,
+    decode: Callable[[np.ndarray, np.ndarray], list[tuple[int, int, int, float]]],
+) -> list[tuple[int, int, int, float]]:
+    """`onsets_with_inferred` and `decode` block by block: the inferred onsets are scaled by
+    the whole input's maxima, each block keeps the notes that start in it, and the notes come
+    in decode's order (latest first)."""
+    from basic_pitch.note_creation import constrain_frequency
+
+    n_frames = len(frames)
+    bounds = [(max(a - NOTE_HEAD_FRAMES, 0), a) for a in range(0, n_frames, NOTE_BLOCK_FRAMES)]
+
+    def block(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        return constrain_frequency(onsets[lo:hi].copy(), frames[lo:hi].copy(),
+                                   config.max_pitch_hz, config.min_pitch_hz)  # fmt: skip
+
+    onset_max = jump_max = frame_max = 0.0
+    for lo, start in bounds:  # the whole input's maxima, as one pass would scale by
+        o, f = block(lo, start + NOTE_BLOCK_FRAMES)
+        onset_max, frame_max = max(onset_max, float(o.max())), max(frame_max, float(f.max()))
+        jump_max = max(jump_max, float(frame_jumps(f, lo == 0)[start - lo :].max()))
+    kept: list[list[tuple[int, int, int, float]]] = []
+    for lo, start in bounds:
+        o, f = block(lo, min(start + NOTE_BLOCK_FRAMES + NOTE_TAIL_FRAMES, n_frames))
+        if frame_max > 0 and jump_max > 0:
+            combined = np.maximum(o, onset_max * frame_jumps(f, lo == 0) / jump_max)
+            o = np.where(combined > o, combined * 0.999, combined)
+        end = start + NOTE_BLOCK_FRAMES
+        kept.append([(s + lo, e + lo, p, a) for s, e, p, a in decode(f, o)
+                     if start <= s + lo < end])  # fmt: skip
+    return [event for events in reversed(kept) for event in events]
+
+
 def activations_to_notes(
     activations: dict[str, np.ndarray], config: TranscribeConfig
 ) -> list[tuple[float, float, int, float]]:
@@ -304,20 +377,27 @@ def activations_to_notes(
     frames, onsets = activations["note"], activations["onset"]
     if config.min_pitch_hz or config.max_pitch_hz:  # basic-pitch zeroes the rest in place
         frames, onsets = frames.copy(), onsets.copy()
-    if not exact:
-        onsets = onsets_with_inferred(onsets, frames, config)
-    events = output_to_notes_polyphonic(
-        frames,
-        onsets,
-        onset_thresh=config.onset_threshold or ONSET_THRESHOLD,  # set by __post_init__
-        frame_thresh=config.frame_threshold,
-        min_note_len=int(np.round(config.min_note_ms / 1000 * frames_per_second)),
-        infer_onsets=exact,
-        min_freq=config.min_pitch_hz,
-        max_freq=config.max_pitch_hz,
-        melodia_trick=config.melodia,
-    )
+
+    def decode(frames: np.ndarray, onsets: np.ndarray) -> list[tuple[int, int, int, float]]:
+        return output_to_notes_polyphonic(
+            frames,
+            onsets,
+            onset_thresh=config.onset_threshold or ONSET_THRESHOLD,  # set by __post_init__
+            frame_thresh=config.frame_threshold,
+            min_note_len=int(np.round(config.min_note_ms / 1000 * frames_per_second)),
+            infer_onsets=exact,
+            min_freq=config.min_pitch_hz,
+            max_freq=config.max_pitch_hz,
+            melodia_trick=config.melodia,
+        )
+
     n_frames = len(frames)
+    if exact:
+        events = decode(frames, onsets)
+    elif n_frames > NOTE_BLOCK_FRAMES + NOTE_TAIL_FRAMES:
+        events = notes_in_blocks(frames, onsets, config, decode)
+    else:
+        events = decode(frames, onsets_with_inferred(onsets, frames, config))
     if exact:
         times_s = model_frames_to_time(n_frames)  # predict's per-window time correction
     else:
@@ -333,15 +413,28 @@ def load_clip(path: Path) -> tuple[np.ndarray, int]:
     from midimix.audio import iter_mono, probe
 
     info = probe(path)
-    blocks = list(iter_mono(path, info, SAMPLE_RATE_HZ))
-    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    return audio.astype(np.float32, copy=False), info.sample_rate_hz
+    # Filled block by block into one array sized from the header (grown if the header was
+    # short), so a long input is held once, not twice as blocks and their concatenation.
+    # A header's length is trusted up to an hour; beyond, the array doubles as samples come.
+    expected = int(info.frames * SAMPLE_RATE_HZ / info.sample_rate_hz) + 1024
+    audio = np.zeros(min(expected, 3600 * SAMPLE_RATE_HZ), np.float32)
+    end = 0
+    for block in iter_mono(path, info, SAMPLE_RATE_HZ):
+        if end + len(block) > len(audio):
+            audio = np.concatenate([audio[:end], np.zeros(max(end, len(block)), np.float32)])
+        audio[end : end + len(block)] = block
+        end += len(block)
+    return audio[:end], info.sample_rate_hz
 
 
 def audio_end(audio: np.ndarray) -> int:
     """Samples up to and including the last non-zero one: the rest is prepare's padding."""
-    nonzero = np.flatnonzero(audio)
-    return int(nonzero[-1]) + 1 if len(nonzero) else 0
+    block = 1 << 20  # searched from the end a block at a time: no index array of every sample
+    for end in range(len(audio), 0, -block):
+        nonzero = np.flatnonzero(audio[max(end - block, 0) : end])
+        if len(nonzero):
+            return max(end - block, 0) + int(nonzero[-1]) + 1
+    return 0
 
 
 def transcribe_clip(item: Item, config: TranscribeConfig) -> dict[str, Any]:
@@ -385,6 +478,7 @@ def _transcribe_clip(item: Item, config: TranscribeConfig) -> dict[str, Any]:
     session = load_model(config.threads)
     activations = run_model(pitched, session, config.batch_windows, config.window_layout)
     notes = activations_to_notes(activations, config)
+    del activations  # an hour of input holds 220 MB of them: gone before the beat tracking
     beats = track_beats(audio, SAMPLE_RATE_HZ, config.tempo_bounds())
     hits = []
     if config.drums:

@@ -5,6 +5,7 @@ time), interpolated linearly between beats, so the MIDI's beat grid is the music
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ MIN_DRUM_SHARE = 0.7
 # centre of the log-normal tempo prior (one octave wide) that picks among the autocorrelation's
 # peaks: 110 measured best of 90-120 on the tempo set (librosa: 120; docs/transcribe.md)
 PRIOR_BPM = 110.0
+# Inputs longer than this are analysed (onset envelope, flatness) block by block, so that a
+# spectrogram of an hour of audio (1.3 GB) is never held at once; the blocks' frames are the
+# whole input's frames, each computed with its neighbours' samples around it.
+BLOCK_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ def track_beats(
     octaves (x2, /2) into the range before the beats are tracked."""
     import librosa
 
-    envelope = librosa.onset.onset_strength(y=audio, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
+    envelope = onset_envelope(audio, sample_rate_hz)
     tempo = global_tempo(envelope, sample_rate_hz, prior_bpm=prior_bpm)
     if tempo_range is not None:
         tempo = fold_tempo(tempo, tempo_range)
@@ -61,6 +66,54 @@ def track_beats(
     else:
         tempo_bpm = tempo
     return Beats(tempo_bpm, np.asarray(times_s, float), beat_confidence(envelope, frames))
+
+
+def framewise(
+    audio: np.ndarray,
+    sample_rate_hz: int,
+    hop: int,
+    frames_of: Callable[[np.ndarray], np.ndarray],
+    block_seconds: float = BLOCK_SECONDS,
+) -> np.ndarray:
+    """`frames_of(audio)`, a centred frame-wise feature with this hop, computed on blocks of
+    about `block_seconds` for long inputs. Each block is given 16 hops of its neighbours'
+    samples on both sides (more than the 2048-sample frames and one frame of lag need), and
+    keeps just its own frames. The frames agree with one pass over the whole input except
+    where the feature scales by its input's maximum (the onset envelope's 80 dB floor)."""
+    block = max(1, round(block_seconds * sample_rate_hz / hop)) * hop
+    if len(audio) <= block:
+        return frames_of(audio)
+    margin = 16 * hop
+    total = 1 + len(audio) // hop  # centred frames of the whole input
+    parts = []
+    for start in range(0, len(audio), block):
+        lo = max(start - margin, 0)
+        frames = frames_of(audio[lo : start + block + margin])
+        first = (start - lo) // hop
+        parts.append(frames[first : first + min(block // hop, total - start // hop)])
+    return np.concatenate(parts)
+
+
+def onset_envelope(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """librosa's onset strength (mel spectrogram in dB, floored 80 dB under its loudest bin,
+    rises summed per frame), computed in blocks for a long input with the floor taken from
+    the whole input's loudest bin, so the blocks give the frames of one pass."""
+    import librosa
+
+    def mel(y: np.ndarray) -> np.ndarray:
+        return librosa.feature.melspectrogram(y=y, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
+
+    block = round(BLOCK_SECONDS * sample_rate_hz / HOP_SAMPLES) * HOP_SAMPLES
+    if len(audio) <= block:
+        return librosa.onset.onset_strength(y=audio, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
+    loudest = float(framewise(audio, sample_rate_hz, HOP_SAMPLES, lambda y: mel(y).max(0)).max())
+    floor_db = float(librosa.power_to_db(np.float32(loudest))) - 80.0
+
+    def strength(y: np.ndarray) -> np.ndarray:
+        decibels = np.maximum(librosa.power_to_db(mel(y), top_db=None), floor_db)
+        return librosa.onset.onset_strength(S=decibels, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
+
+    return framewise(audio, sample_rate_hz, HOP_SAMPLES, strength)
 
 
 def fold_tempo(tempo_bpm: float, tempo_range: tuple[float, float]) -> float:
@@ -129,8 +182,14 @@ def spectral_flatness(audio: np.ndarray, sample_rate_hz: int) -> float:
     tones. Frames of silence are left out so that rests do not look like noise."""
     import librosa
 
-    flat = librosa.feature.spectral_flatness(y=audio, n_fft=2048, hop_length=2048)[0]
-    rms = librosa.feature.rms(y=audio, frame_length=2048, hop_length=2048)[0]
+    def flatness(y: np.ndarray) -> np.ndarray:
+        return librosa.feature.spectral_flatness(y=y, n_fft=2048, hop_length=2048)[0]
+
+    def loudness(y: np.ndarray) -> np.ndarray:
+        return librosa.feature.rms(y=y, frame_length=2048, hop_length=2048)[0]
+
+    flat = framewise(audio, sample_rate_hz, 2048, flatness)
+    rms = framewise(audio, sample_rate_hz, 2048, loudness)
     loud = rms > 0.1 * rms.max() if rms.max() > 0 else np.zeros_like(rms, bool)
     return float(np.median(flat[loud])) if loud.any() else 0.0
 

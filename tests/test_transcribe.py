@@ -259,3 +259,69 @@ def test_drum_track_holds_the_percussive_onsets(tmp_path: Path) -> None:
     found = np.array([n.start for n in kit.notes])
     f1, _, _ = mir_eval.onset.f_measure(reference, found, window=0.05)
     assert f1 > 0.85  # measured 0.96 (56 onsets in 12 s)
+
+
+# -- long inputs: blocks of bounded memory, the same notes as one pass ---------------------
+
+
+def _notes_audio(seconds: float, seed: int = 0) -> np.ndarray:
+    """Overlapping decaying tones (0.2-3 s, MIDI 40-84) at random times: many notes, some
+    held across the blocks' edges."""
+    rng = np.random.default_rng(seed)
+    rate = SAMPLE_RATE_HZ
+    audio = np.zeros(round(seconds * rate), np.float32)
+    for _ in range(int(seconds * 3)):
+        start, length = rng.uniform(0, seconds - 3), rng.uniform(0.2, 3.0)
+        pitch = int(rng.integers(40, 85))
+        t = np.arange(round(length * rate)) / rate
+        tone = np.sin(2 * np.pi * 440 * 2 ** ((pitch - 69) / 12) * t) * np.exp(-t / 1.5)
+        tone[: round(0.005 * rate)] *= np.linspace(0, 1, round(0.005 * rate))
+        first = round(start * rate)
+        audio[first : first + len(tone)] += 0.15 * tone.astype(np.float32)
+    return audio
+
+
+@pytest.mark.parametrize("config", [TranscribeConfig(), TranscribeConfig(max_pitch_hz=600.0)])
+def test_notes_found_block_by_block_are_the_notes_of_one_pass(
+    config: TranscribeConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transcribe_module = sys.modules["midimix.transcribe"]  # the module, not the stage function
+    activations = run_model(_notes_audio(40.0), load_model())
+    monkeypatch.setattr(transcribe_module, "NOTE_BLOCK_FRAMES", 10**9)
+    one_pass = activations_to_notes(activations, config)
+    monkeypatch.setattr(transcribe_module, "NOTE_BLOCK_FRAMES", 500)  # 6 s blocks
+    monkeypatch.setattr(transcribe_module, "NOTE_TAIL_FRAMES", 300)  # notes up to 3.5 s whole
+    blocks = activations_to_notes(activations, config)
+    assert len(one_pass) >= 10  # a real test: notes, some held across block edges
+    assert any(s < k * 500 * 256 / SAMPLE_RATE_HZ < e for s, e, _, _ in one_pass for k in (1, 2))
+    assert blocks == one_pass
+
+
+def test_long_features_computed_in_blocks_match_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import librosa
+
+    import midimix.transcribe_beats as beats_module
+    from midimix.transcribe_beats import framewise, onset_envelope
+
+    audio = _notes_audio(50.0, seed=1)
+
+    def flatness(y: np.ndarray) -> np.ndarray:
+        return librosa.feature.spectral_flatness(y=y, n_fft=2048, hop_length=2048)[0]
+
+    whole = flatness(audio)
+    blocked = framewise(audio, SAMPLE_RATE_HZ, 2048, flatness, block_seconds=7.0)
+    assert len(blocked) == len(whole) and np.array_equal(blocked, whole)
+    whole = librosa.onset.onset_strength(y=audio, sr=SAMPLE_RATE_HZ, hop_length=512)
+    monkeypatch.setattr(beats_module, "BLOCK_SECONDS", 7.0)
+    blocked = onset_envelope(audio, SAMPLE_RATE_HZ)  # 8 blocks, the 80 dB floor of the whole
+    assert len(blocked) == len(whole) and np.allclose(blocked, whole, rtol=0, atol=1e-5)
+
+
+def test_the_end_of_the_audio_is_found_without_an_index_of_every_sample() -> None:
+    from midimix.transcribe import audio_end
+
+    cases = [np.zeros(0), np.zeros(9), np.r_[np.zeros(3 << 20), 1.0, np.zeros(7)]]
+    cases += [np.r_[np.ones(3), np.zeros(5 << 20)], np.r_[np.zeros((1 << 20) - 1), 2.0]]
+    for audio in cases:
+        nonzero = np.flatnonzero(audio)
+        assert audio_end(audio) == (int(nonzero[-1]) + 1 if len(nonzero) else 0)
