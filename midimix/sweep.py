@@ -29,6 +29,7 @@ from midimix import calibration
 from midimix.config import OUT_DIR, check_range, config_to_dict, save_config
 from midimix.errors import ConfigError, InputError, cli_errors
 from midimix.measure import (
+    PROBABILITY,
     EvaluateConfig,
     add_sets_arguments,
     evaluate_sets,
@@ -262,7 +263,7 @@ def sweep(
         methods[method] = []
         for w in config.weights:
             per_piece = report["generated"][label_of(method, w)]["per_piece"]
-            mean, low, high = mean_ci95([p[genres[0]] for p in per_piece])
+            mean, low, high = mean_ci95([p[genres[0]] for p in per_piece], PROBABILITY)
             methods[method].append({"weight": w, "mean": mean, "ci95": [low, high]})
     curves = {m: [(p["weight"], p["mean"]) for p in points] for m, points in methods.items()}
     if config.fit_calibration:
