@@ -7,10 +7,13 @@ one line saying what is wrong with the file, so a batch can record it and go on.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import struct
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +77,8 @@ def probe(path: Path) -> AudioInfo:
     if size_bytes == 0:
         raise AudioError("empty file (0 bytes): not audio; remove it or copy it again")
     try:
-        info = sf.info(str(path))
+        with quiet_decoder():
+            info = sf.info(str(path))
         result = AudioInfo(
             int(info.samplerate), int(info.channels), int(info.frames),
             str(info.format), str(info.subtype), "soundfile",
@@ -106,9 +110,30 @@ def _check_header_fields(info: AudioInfo) -> None:
         )
 
 
+# libsndfile's words for a file it opened but could not decode, and what they mean here
+SNDFILE_CANNOT_OPEN = "File does not exist or is not a regular file (possibly a pipe?)"
+CANNOT_DECODE = "its data could not be decoded: corrupt, or a format that is not supported"
+
+
 def _sf_reason(error: BaseException) -> str:
     text = str(error).split(":", 1)[-1].strip() if ":" in str(error) else str(error)
-    return text.rstrip(".") or type(error).__name__
+    return text.replace(SNDFILE_CANNOT_OPEN, CANNOT_DECODE).rstrip(".") or type(error).__name__
+
+
+@contextlib.contextmanager
+def quiet_decoder() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block: libsndfile's mp3 decoder (mpg123)
+    writes its notes on a corrupt file ("Illegal Audio-MPEG-Header ...") straight there, past
+    sys.stderr; the reason raised says what was wrong instead."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _probe_ffmpeg(path: Path, reason: str) -> AudioInfo:

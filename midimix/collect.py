@@ -11,13 +11,11 @@ in another folder, or under another name) is stored once. Files are copied, neve
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import hashlib
-import os
 import shutil
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +30,6 @@ from midimix.options import add_config_arguments, config_from_args, option, stag
 ID_HEX_DIGITS = 16  # 64 bits of sha256: collisions are out of reach for any music collection
 
 Source = Path | str  # a path, or an http(s) URL as a string
-
-# libsndfile's words when none of its formats opens a file: about a file collect has just read
-# and hashed, so they mislead; what they mean here is that the data does not decode
-SNDFILE_CANNOT_OPEN = "File does not exist or is not a regular file (possibly a pipe?)"
-CANNOT_DECODE = "its data could not be decoded: corrupt, or a format that is not supported"
 
 
 @dataclass
@@ -146,31 +139,9 @@ def normalise_sources(
     return out
 
 
-@contextlib.contextmanager
-def quiet_decoder() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the block: libsndfile's mp3 decoder (mpg123)
-    writes its notes on a corrupt file ("Illegal Audio-MPEG-Header ...") straight there, past
-    sys.stderr; the item's reason in the manifest says what was wrong instead."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def collect_one(item: Item) -> dict[str, Any]:
     """Check that the file is audio, then copy it (atomically) to its place under raw/."""
-    try:
-        with quiet_decoder():
-            info = probe(item.source)
-    except AudioError as error:
-        if SNDFILE_CANNOT_OPEN not in str(error):
-            raise
-        raise AudioError(str(error).replace(SNDFILE_CANNOT_OPEN, CANNOT_DECODE)) from None
+    info = probe(item.source)
     output = item.output
     if not is_audio_name(output):  # a file given by a name prepare would not recognise
         output = output.with_suffix(SUFFIX_BY_FORMAT.get(info.format, ".mka"))
