@@ -132,6 +132,33 @@ def test_sigkill_during_prepare_then_rerun_gives_the_uninterrupted_outputs(
     assert len([p for p in clips.rglob("*.wav") if not p.name.startswith(".")]) == 30
 
 
+@pytest.mark.parametrize("stage", ["collect", "tokenize"])
+def test_sigkill_during_collect_or_tokenize_then_rerun_matches(tmp_path: Path, stage: str) -> None:
+    """Killed after its first record, the stage's re-run redoes nothing it had finished and
+    ends with exactly the files of an uninterrupted run."""
+    if stage == "collect":
+        inputs = ("--genre", f"g={_raw_audio(tmp_path / 'in', 120, seconds=0.5) / 'g'}")
+    else:
+        inputs = (f"g={_midi_set(tmp_path / 'in', 120) / 'g'}",)
+
+    def args(out: Path) -> tuple[str, ...]:
+        return (*inputs, "--raw-dir" if stage == "collect" else "--out", str(out), "--no-progress")
+
+    done = _run(stage, *args(tmp_path / "a"))
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "b"
+    process = _cli(stage, *args(out))
+    at_kill = _wait_for_lines(out / "manifest.jsonl", 1, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert at_kill < 120  # killed mid-run
+    again = _run(stage, *args(out))
+    assert again.returncode == 0, again.stderr
+    assert f"{at_kill} up to date" in again.stdout
+    skip = ("manifest.jsonl", "collect.config.json", "tokenize.config.json")
+    assert _tree(out, skip) == _tree(tmp_path / "a", skip)
+
+
 def test_sigkill_of_prepare_with_two_workers_leaves_no_process(tmp_path: Path) -> None:
     raw = _raw_audio(tmp_path / "raw", 8, seconds=20.0)
     clips = tmp_path / "clips"
