@@ -424,14 +424,19 @@ def _complete_audio(folder: Path) -> None:
         assert len(data) > 0, path
 
 
-@pytest.mark.parametrize("stage", ["prepare", "render"])
+@pytest.mark.parametrize("stage", ["collect", "prepare", "render"])
 def test_full_disk_while_writing_audio_then_a_rerun_matches(
     tmp_path: Path, tmpfs: Callable[[str], Path], stage: str
 ) -> None:
     """A stage that writes audio onto a disk that fills up stops without a traceback, leaves
     every file absent or whole, and a re-run after space is freed gives what an uninterrupted
     run gives."""
-    if stage == "prepare":
+    if stage == "collect":
+        source = _raw_audio(tmp_path / "in", 6, seconds=6.0) / "g"
+
+        def command(out: Path) -> list[str]:
+            return ["collect", "--genre", f"g={source}", "--raw-dir", str(out), "--no-progress"]
+    elif stage == "prepare":
         raw = _raw_audio(tmp_path / "raw", 6, seconds=6.0)
 
         def command(out: Path) -> list[str]:
