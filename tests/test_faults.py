@@ -132,17 +132,22 @@ def test_sigkill_during_prepare_then_rerun_gives_the_uninterrupted_outputs(
     assert len([p for p in clips.rglob("*.wav") if not p.name.startswith(".")]) == 30
 
 
-@pytest.mark.parametrize("stage", ["collect", "tokenize"])
-def test_sigkill_during_collect_or_tokenize_then_rerun_matches(tmp_path: Path, stage: str) -> None:
+@pytest.mark.parametrize("stage", ["collect", "tokenize", "render"])
+def test_sigkill_during_a_batch_stage_then_rerun_matches(tmp_path: Path, stage: str) -> None:
     """Killed after its first record, the stage's re-run redoes nothing it had finished and
     ends with exactly the files of an uninterrupted run."""
+    count = 12 if stage == "render" else 120
     if stage == "collect":
-        inputs = ("--genre", f"g={_raw_audio(tmp_path / 'in', 120, seconds=0.5) / 'g'}")
+        inputs: tuple[str, ...] = ("--genre", f"g={_raw_audio(tmp_path / 'in', count, 0.5) / 'g'}")
+    elif stage == "tokenize":
+        inputs = (f"g={_midi_set(tmp_path / 'in', count) / 'g'}",)
     else:
-        inputs = (f"g={_midi_set(tmp_path / 'in', 120) / 'g'}",)
+        midi = sorted(str(p) for p in (_midi_set(tmp_path / "in", count) / "g").glob("*.mid"))
+        inputs = (*midi, "--genre-mix", "lofi=1", "--drums", "off")
+    flag = {"collect": "--raw-dir", "tokenize": "--out", "render": "--out-dir"}[stage]
 
     def args(out: Path) -> tuple[str, ...]:
-        return (*inputs, "--raw-dir" if stage == "collect" else "--out", str(out), "--no-progress")
+        return (*inputs, flag, str(out), *(("--no-progress",) if stage != "render" else ()))
 
     done = _run(stage, *args(tmp_path / "a"))
     assert done.returncode == 0, done.stderr
@@ -151,11 +156,11 @@ def test_sigkill_during_collect_or_tokenize_then_rerun_matches(tmp_path: Path, s
     at_kill = _wait_for_lines(out / "manifest.jsonl", 1, process)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    assert at_kill < 120  # killed mid-run
+    assert at_kill < count  # killed mid-run
     again = _run(stage, *args(out))
     assert again.returncode == 0, again.stderr
     assert f"{at_kill} up to date" in again.stdout
-    skip = ("manifest.jsonl", "collect.config.json", "tokenize.config.json")
+    skip = ("manifest.jsonl", f"{stage}.config.json")
     assert _tree(out, skip) == _tree(tmp_path / "a", skip)
 
 
