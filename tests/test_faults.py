@@ -252,45 +252,6 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
-def test_full_disk_during_training_keeps_the_last_state_and_resume_matches(
-    tmp_path: Path, tmpfs: Callable[[str], Path]
-) -> None:
-    """safetensors and torch word a full disk their own way; training stops in one line with
-    the previous checkpoint and resume state whole, and after space is freed, --resume ends
-    with exactly the weights and optimizer of an uninterrupted run."""
-    midi = _midi_set(tmp_path / "midi", 12)
-    tokens = tmp_path / "tokens"
-    made = _run("tokenize", f"g={midi / 'g'}", "--out", str(tokens), "--no-progress")
-    assert made.returncode == 0, made.stderr
-    args = ("--tokens-dir", str(tokens), "--preset", "tiny", "--max-steps", "4", "--eval-every",
-            "2", "--batch-size", "2", "--threads", "1", "--no-progress")  # fmt: skip
-    reference = _run("train", "--run-dir", str(tmp_path / "ref"), *args)
-    assert reference.returncode == 0, reference.stderr
-    best, last = _folder_bytes(tmp_path / "ref" / "best"), _folder_bytes(tmp_path / "ref" / "last")
-    # Room for the first best/ and last/ and a second best/, not for a second last/.
-    disk = tmpfs(f"{(2 * best + last) // 1024 + 64}k")
-    run_dir = disk / "run"
-    full = _run("train", "--run-dir", str(run_dir), *args)
-    assert full.returncode == 2, full.stderr
-    assert full.stderr.strip().splitlines() == [
-        f"error: could not save the resume state to {run_dir / 'last'}: the disk is full; the "
-        "previous state there is unchanged; free some space and run again with --resume"
-    ]
-    assert json.loads((run_dir / "last" / "state.json").read_text())["state"]["step"] == 2
-    assert sorted(p.name for p in run_dir.iterdir()) == [
-        ".log.csv.lock",
-        "best",
-        "last",
-        "log.csv",
-        "train.config.json",
-    ]  # no half-written folder left beside them
-    subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
-    again = _run("train", "--run-dir", str(run_dir), *args, "--resume")
-    assert again.returncode == 0, again.stderr
-    for name in ("best/model.safetensors", "last/model.safetensors", "last/optimizer.pt"):
-        assert (run_dir / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
-
-
 def _tiny_training(tmp_path: Path, steps: int) -> tuple[Path, tuple[str, ...]]:
     midi = _midi_set(tmp_path / "midi", 12)
     tokens = tmp_path / "tokens"
@@ -321,6 +282,30 @@ def _same_training(run_dir: Path, reference: Path) -> None:
         "log.csv",
         "train.config.json",
     ]
+
+
+def test_full_disk_during_training_keeps_the_last_state_and_resume_matches(
+    tmp_path: Path, tmpfs: Callable[[str], Path]
+) -> None:
+    """safetensors and torch word a full disk their own way; training stops in one line with
+    the previous checkpoint and resume state whole, and after space is freed, --resume ends
+    with exactly the weights, optimizer and log of an uninterrupted run."""
+    reference, args = _tiny_training(tmp_path, 4)
+    best, last = _folder_bytes(reference / "best"), _folder_bytes(reference / "last")
+    # Room for the first best/ and last/ and a second best/, not for a second last/.
+    disk = tmpfs(f"{(2 * best + last) // 1024 + 64}k")
+    run_dir = disk / "run"
+    full = _run("train", "--run-dir", str(run_dir), *args)
+    assert full.returncode == 2, full.stderr
+    assert full.stderr.strip().splitlines() == [
+        f"error: could not save the resume state to {run_dir / 'last'}: the disk is full; the "
+        "previous state there is unchanged; free some space and run again with --resume"
+    ]
+    assert json.loads((run_dir / "last" / "state.json").read_text())["state"]["step"] == 1
+    subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+    again = _run("train", "--run-dir", str(run_dir), *args, "--resume")
+    assert again.returncode == 0, again.stderr
+    _same_training(run_dir, reference)  # and no half-written folder left beside them
 
 
 def test_sigkill_during_training_then_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
