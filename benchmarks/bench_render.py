@@ -1,8 +1,9 @@
 """Rendering speed against the FluidSynth command line, in one run.
 
-20 MIDI files of 30 s (generated here): midimix's one reused synthesizer against
-`fluidsynth -ni -F out.wav -r RATE SF2 in.mid` once per file, same SoundFont and rate; then
-the render with the full lo-fi chain, as a real-time factor. Prints medians and ratios.
+20 MIDI files of 30 s (generated here): midimix (the SoundFont loaded once, a fresh synthesizer
+on it per file) against `fluidsynth -ni -F out.wav -r RATE SF2 in.mid` once per file, same
+SoundFont and rate; then the render with the full lo-fi chain, as a real-time factor.
+Prints medians and ratios.
 
     .venv/bin/python benchmarks/bench_render.py [--files 20] [--rounds 3]
 """
