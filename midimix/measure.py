@@ -14,6 +14,7 @@ plots (midimix.report).
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ from midimix.classifier import CLASSIFIER_FILE, GenreClassifier
 from midimix.config import check_range, config_to_dict, parse_genre_paths, save_config
 from midimix.errors import ConfigError, InputError
 from midimix.features import FEATURE_DEFINITIONS, FEATURE_NAMES, feature_table
-from midimix.manifest import atomic_write_json
+from midimix.manifest import atomic_write_json, disk_full_error
 from midimix.midifile import is_midi_name
 from midimix.options import option
 
@@ -277,10 +278,15 @@ def write_outputs(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    extra["classifier"].save(out_dir / CLASSIFIER_FILE)
-    report["plots"] = write_plots(report, extra, out_dir, config) if config.plots else []
-    atomic_write_json(out_dir / "report.json", report)
-    write_markdown(report, out_dir / "report.md")
+    try:
+        extra["classifier"].save(out_dir / CLASSIFIER_FILE)
+        report["plots"] = write_plots(report, extra, out_dir, config) if config.plots else []
+        atomic_write_json(out_dir / "report.json", report)
+        write_markdown(report, out_dir / "report.md")
+    except OSError as error:  # matplotlib's full disk names no file: name the folder
+        if error.errno in (errno.ENOSPC, errno.EDQUOT) and not error.filename:
+            raise disk_full_error(out_dir) from error
+        raise
 
 
 def evaluate(

@@ -459,6 +459,36 @@ def test_full_disk_while_writing_audio_then_a_rerun_matches(
         assert next(out.rglob(name)).read_bytes() == ref, name
 
 
+def test_evaluate_on_a_full_disk_names_its_folder_and_a_rerun_writes_the_report(
+    tmp_path: Path, tmpfs: Callable[[str], Path]
+) -> None:
+    from PIL import Image
+
+    low, high = _midi_set(tmp_path / "low", 8) / "g", _midi_set(tmp_path / "high", 12) / "g"
+    args = ("--generated", f"set={low}", "--reference", f"a={low}", "--reference", f"b={high}",
+            "--cv-folds", "2")  # fmt: skip
+    reference = _run("evaluate", *args, "--out-dir", str(tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr
+    disk = tmpfs("40k")  # the classifier and one plot fit, not the rest
+    full = _run("evaluate", *args, "--out-dir", str(disk / "report"))
+    assert full.returncode == 2
+    assert full.stderr.strip().splitlines() == [
+        f"error: the disk is full writing {disk / 'report'}; free some space and run again "
+        "(finished items are kept)"
+    ]
+    for path in (disk / "report").iterdir():  # whatever is there is whole
+        if path.suffix == ".png":
+            Image.open(path).load()
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+    subprocess.run(["mount", "-o", "remount,size=16m", str(disk)], check=True)
+    again = _run("evaluate", *args, "--out-dir", str(disk / "report"))
+    assert again.returncode == 0, again.stderr
+    ours = json.loads((disk / "report" / "report.json").read_text())
+    theirs = json.loads((tmp_path / "ref" / "report.json").read_text())
+    assert ours["generated"] == theirs["generated"] and ours["plots"] == theirs["plots"]
+
+
 def test_generate_on_a_full_disk_stops_in_one_line(tmpfs: Callable[[str], Path]) -> None:
     out = tmpfs("4k") / "out"  # room for the MIDI file, not for its audio
     run = _run("generate", "--genre", "lofi", "--bars", "2", "--no-progress", "--out-dir", str(out))
