@@ -1,8 +1,9 @@
-"""Copy a trained run into the package as the embedded default model, measure it with the
-evaluation sweep, and write its model card.
+"""Fit the calibration map of a trained run, measure it against the embedded default model on
+every figure (benchmarks/compare_models.py), and only if it is better on every one, copy it
+into the package and write its model card.
 
     .venv/bin/python scripts/package_default_model.py --run-dir data/default-build/run \
-        --corpus data/corpus --report-dir data/default-build/report
+        --corpus data/corpus --work data/default-build
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_MODEL = ROOT / "midimix" / "default_model"
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json")
 FILES += ("midimix.json",)
-MAX_MODEL_BYTES = 25 * 1024 * 1024
+MAX_MODEL_BYTES = 50 * 1000 * 1000
+# The calibration sweep's weights, every 1/16: a strong model's P(genre) can climb from 0.1 to
+# 0.8 within 0.25 of weight, where a grid of eighths left the inverse map two points to use.
+FIT_WEIGHTS = ",".join(f"{k / 16:g}" for k in range(17))
 
 
 def copy_model(best: Path) -> None:
@@ -30,7 +34,7 @@ def copy_model(best: Path) -> None:
         sys.exit(f"error: {best} lacks {', '.join(missing)}: train the model first")
     size = (best / "model.safetensors").stat().st_size
     if size > MAX_MODEL_BYTES:
-        sys.exit(f"error: model.safetensors is {size / 2**20:.1f} MiB, over the 25 MiB limit")
+        sys.exit(f"error: model.safetensors is {size / 2**20:.1f} MiB, over the 50 MB limit")
     tmp = PACKAGE_MODEL.with_name(".default_model.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -76,16 +80,38 @@ def fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else str(value)
 
 
-def recognised(report: dict[str, Any], label: str, genre: str) -> float:
-    """Share of the pieces of one sweep point that the classifier gives to `genre`."""
-    per_piece = report["generated"][label]["per_piece"]
-    return sum(1 for p in per_piece if p[genre] > 0.5) / max(1, len(per_piece))
+def pct(value: float) -> str:
+    return f"{value:.0%}"
 
 
-def card_text(meta: dict[str, Any], report: dict[str, Any], extra: dict[str, Any]) -> str:
+def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, Any],
+              extra: dict[str, Any]) -> str:  # fmt: skip
     cfg, model = meta["train_config"], meta["model_config"]
+    new, old = compare["figures"]["new"], compare["figures"]["old"]
     per_genre = ", ".join(f"{g} {v:.3f}" for g, v in meta["val_loss_per_genre"].items())
-    sweep = report.get("sweep", {})
+    sweep = report["sweep"]
+    curve = ", ".join(
+        f"{p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]"
+        for p in sweep["methods"]["logits"]
+    )
+    weights = ", ".join(f"{p['weight']:g}" for p in sweep["methods"]["logits"])
+    stats_lines = []
+    for genre, s in meta.get("genre_stats", {}).items():
+        sigs = ", ".join(f"{k} {v:.0%}" for k, v in sorted(s["time_signatures"].items(),
+                                                            key=lambda kv: -kv[1])[:4])  # fmt: skip
+        stats_lines.append(
+            f"- {genre}: {s['pieces']:,} training sequences, tempo {s['tempo_bpm_p5']:g}-"
+            f"{s['tempo_bpm_p95']:g} BPM (5th-95th percentile), {sigs}, notes per onset 99th "
+            f"percentile {s['notes_per_onset_p99']:g}."
+        )
+    cal_lines = [
+        f"- {c['genre']} against {c['against']}, `{c['method']}` mix: P({c['genre']}) "
+        + ", ".join(f"{v:.2f}" for v in c["p_genre"])
+        + " at raw weights "
+        + ", ".join(f"{w:g}" for w in c["weights"])
+        + f" (seed 0; the sweep above uses other pieces, seed {sweep['config']['seed']})."
+        for c in meta.get("calibration", [])
+    ]
     lines = [
         "# midimix default model",
         "",
@@ -106,60 +132,66 @@ def card_text(meta: dict[str, Any], report: dict[str, Any], extra: dict[str, Any
         "progressions, voice-led electric piano, bass on roots and fifths, boom-bap drums). "
         "They are not recordings of real lo-fi music; a model trained on your own collection "
         "will sound more like it.",
-        "- Tokenizer: miditok REMI with `Genre_<g>`, `Genre_any`, BOS/EOS/PAD tokens; drums "
-        "dropped (the renderer adds lo-fi drums by the mix weight); transposition by up to "
-        "2 semitones on the training split.",
+        "- Tokenizer: miditok REMI with `Genre_<g>`, `Genre_any`, BOS/EOS/PAD tokens, no BPE "
+        '(see README, "Choices measured"); drums dropped (the renderer adds lo-fi drums by '
+        "the mix weight); transposition by up to 2 semitones on the training split.",
         "",
         "## Model and training",
         "",
         f"- {meta['num_parameters']:,} parameters: {model['n_layer']} layers, {model['n_embd']} "
         f"dimensions, {model['n_head']} heads, context {model['context_length']} tokens; "
         f"model.safetensors {extra['model_mib']:.1f} MiB.",
-        f"- {meta['step']} steps of batch {cfg['batch_size']} x {meta['max_seq_len']} tokens, "
-        f"AdamW lr {cfg['lr']:g}, warm-up {cfg['warmup_steps']}, cosine decay; Genre_any "
-        f"share {cfg['any_prob']:g}.",
+        f"- {meta['step']} steps of batch {cfg['batch_size']} x {meta['max_seq_len']} tokens "
+        f"({meta['step'] * cfg['batch_size'] * meta['max_seq_len'] / 1e6:.1f} M tokens), AdamW "
+        f"lr {cfg['lr']:g}, warm-up {cfg['warmup_steps']}, cosine decay, dropout "
+        f"{cfg['dropout'] if cfg['dropout'] is not None else 'preset'}; Genre_any share "
+        f"{cfg['any_prob']:g}.",
         f"- Hardware: {extra['hardware']}; training wall time {extra['train_time']}.",
         "",
         "## Scores",
         "",
         f"- Validation loss (nats/token): {meta['val_loss']:.3f} ({per_genre}); unigram "
-        f"baseline {meta['unigram_val_loss']:.3f}.",
+        f"baseline {meta['unigram_val_loss']:.3f}; per note {new['nll_per_note']:.2f} nats.",
         f"- Genre sensitivity (share of validation sequences whose true genre token gives the "
         f"lowest loss): {meta['genre_sensitivity']:.3f}.",
-    ]
-    clf = report.get("classifier", {})
-    if clf:
-        lines.append(
-            f"- Genre classifier of the evaluation (features of real pieces): cross-validated "
-            f"accuracy {fmt(clf.get('cv_accuracy'))}."
-        )
-    for method, points in sweep.get("methods", {}).items():
-        curve = ", ".join(
-            f"w={p['weight']:g}: {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}]"
-            for p in points
-        )
-        lines.append(
-            f"- Sweep, `{method}` mix, {sweep.get('pieces')} pieces of {extra['bars']} bars "
-            f"per lo-fi weight: mean P(lofi) (95% CI) {curve}; rises: "
-            f"{sweep.get('rises', {}).get(method)}."
-        )
-    for method in sweep.get("methods", {}):
-        lofi = recognised(report, f"{method} w=1", "lofi")
-        classical = recognised(report, f"{method} w=0", "classical")
-        lines.append(
-            f"- `{method}`: lo-fi-only pieces recognised as lo-fi {lofi:.0%}, classical-only "
-            f"pieces recognised as classical {classical:.0%} (P(genre) > 0.5)."
-        )
-    lines += [
+        f"- Genre classifier of the evaluation (features of the drum-free corpus): "
+        f"cross-validated accuracy {fmt(report['classifier'].get('cv_accuracy'))}.",
+        f"- Sweep with the calibration map, `logits` mix, {sweep['config']['pieces']} pieces "
+        f"of {sweep['config']['bars']} bars per weight (seed {sweep['config']['seed']}): mean "
+        "P(lofi) (95% CI) at "
+        f"w = {weights}: {curve}; calibration error {new['calibration_error']:.3f}; rises: "
+        f"{new['rises']}.",
+        f"- Lo-fi-only pieces recognised as lo-fi {pct(new['recognised_lofi'])}, "
+        f"classical-only as classical {pct(new['recognised_classical'])} (P(genre) > 0.5).",
+        f"- `benchmarks/bench_fidelity.py` ({new['fidelity_pieces']} pieces of 8 bars over 33 "
+        "settings): "
+        f"{new['duplicate_notes']} duplicate notes; single-genre tempo inside the genre's "
+        f"training range: lo-fi {pct(new['tempo_in_range_lofi'])}, classical "
+        f"{pct(new['tempo_in_range_classical'])}; feature distance to held-out pieces against "
+        f"two halves of them: lo-fi {new['fidelity_ratio_lofi']:.1f}x, classical "
+        f"{new['fidelity_ratio_classical']:.1f}x.",
+        "",
+        "## Against the model it replaced",
+        "",
+        "Both measured by `benchmarks/compare_models.py` (same pieces, seeds and code):",
+        "",
+        extra["compare_table"],
+        "",
+        f"The model it replaced: {old['nll_per_note']:.2f} nats per note; {extra['old_summary']}.",
+        "",
+        "## Genre statistics and calibration map (midimix.json)",
+        "",
+        *stats_lines,
+        *cal_lines,
         "",
         "The classifier and the sweep compare against the corpus with its drum tracks removed,",
         "as the model sees it (the tokenizer drops drums; the renderer adds lo-fi drums to the",
-        "audio). The full evaluation report (plots, every figure) is written by the build into",
-        "`data/default-build/report/`.",
+        "audio). The build writes every report (plots, all figures) under `data/default-build/`.",
         "",
         "## Limits",
         "",
-        f"- Trained for minutes ({extra['hardware']}): phrases wander after a few bars.",
+        f"- Trained on {extra['hardware']} for {extra['train_time']}: phrases wander after a "
+        "few bars.",
         "- The lo-fi half is rule-made, so the model's lo-fi is the rules' lo-fi.",
         "- One merged piano-roll part: no separate melody, bass or drum tracks in the MIDI.",
         "",
@@ -171,53 +203,93 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--corpus", type=Path, required=True)
-    p.add_argument("--report-dir", type=Path, required=True)
-    p.add_argument("--pieces", type=int, default=20, help="pieces per weight in the sweep")
-    p.add_argument("--bars", type=int, default=8)
-    p.add_argument("--methods", default="logits,embedding")
+    p.add_argument("--work", type=Path, required=True, help="folder for the reports")
+    p.add_argument("--pieces", type=int, default=20, help="pieces per weight in the sweeps")
     p.add_argument("--train-time", default=None, help="wall time of training, for the card")
     p.add_argument("--hardware", default=None, help="what it was trained on, for the card")
-    p.add_argument("--card-only", action="store_true", help="rewrite the card from the report")
+    p.add_argument("--force", action="store_true", help="ship even if worse on some figure")
+    p.add_argument("--seed", type=int, default=1, help="the held-out sweep's seed (not 0)")
     args = p.parse_args()
-
-    if not args.card_only:
-        measure(args)
-    write_card(args)
+    best = args.run_dir / "best"
+    reference = pitched_reference(args.corpus, args.work / "reference")
+    refs = [
+        arg for genre, folder in reference.items() for arg in ("--reference", f"{genre}={folder}")
+    ]
+    tokens = args.work / "tokens"
+    if "calibration" not in json.loads((best / "midimix.json").read_text()):
+        # the calibration map, fitted at raw weights (seed 0) and stored in the run's folder
+        subprocess.run([sys.executable, "-m", "midimix.evaluate", "sweep", "--model", str(best),
+                        *refs, "--pieces", str(args.pieces), "--fit-calibration", "--no-progress",
+                        "--weights", FIT_WEIGHTS,
+                        "--out-dir", str(args.work / "calibration")], check=True)  # fmt: skip
+    compare_dir = args.work / f"compare-seed{args.seed}"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare_models.py"),
+                    "--old", str(PACKAGE_MODEL), "--new", str(best), "--tokens-dir", str(tokens),
+                    "--reference-dir", str(args.work / "reference"), "--out-dir", str(compare_dir),
+                    "--pieces", str(args.pieces), "--seed", str(args.seed)],
+                   check=True)  # fmt: skip
+    compare = json.loads((compare_dir / "compare.json").read_text())
+    if compare["worse"] and not args.force:
+        print(f"kept the embedded model: the new one is worse on {', '.join(compare['worse'])} "
+              f"({compare_dir / 'compare.md'})")  # fmt: skip
+        return 0
+    copy_model(best)
+    # The classifier trained on the corpus ships too (plain JSON), so tests and users can ask
+    # where a piece sits between the genres without rebuilding the corpus.
+    shutil.copy2(compare_dir / "new" / "sweep" / "classifier.json",
+                 PACKAGE_MODEL / "genre_classifier.json")  # fmt: skip
+    write_card(args, compare, compare_dir)
+    plot_sweeps(json.loads((args.work / "calibration" / "report.json").read_text()),
+                json.loads((compare_dir / "new" / "sweep" / "report.json").read_text()),
+                ROOT / "docs" / "default_model_sweep.png")  # fmt: skip
     print(f"default model and MODEL_CARD.md written to {PACKAGE_MODEL}")
     return 0
 
 
-def measure(args: argparse.Namespace) -> None:
-    """Copy the model into the package, run the sweep, ship the corpus classifier."""
-    copy_model(args.run_dir / "best")
-    cmd = [sys.executable, "-m", "midimix.evaluate", "sweep", "--model", str(PACKAGE_MODEL)]
-    reference = pitched_reference(args.corpus, args.report_dir.parent / "reference")
-    for genre, folder in reference.items():
-        cmd += ["--reference", f"{genre}={folder}"]
-    cmd += ["--pieces", str(args.pieces), "--bars", str(args.bars), "--methods", args.methods]
-    # first the calibration map, fitted at raw weights (seed 0) and stored in the model folder;
-    # then the card's sweep, with the map, on other pieces (seed 1)
-    fit = ["--weights", "0,0.125,0.25,0.375,0.5,0.625,0.75,0.875,1", "--fit-calibration"]
-    subprocess.run([*cmd, *fit, "--out-dir", str(args.report_dir / "calibration")], check=True)
-    subprocess.run([*cmd, "--seed", "1", "--out-dir", str(args.report_dir)], check=True)
-    # The classifier trained on the corpus ships too (plain JSON), so tests and users can ask
-    # where a piece sits between the genres without rebuilding the corpus.
-    shutil.copy2(args.report_dir / "classifier.json", PACKAGE_MODEL / "genre_classifier.json")
+def plot_sweeps(raw: dict[str, Any], calibrated: dict[str, Any], out: Path) -> None:
+    """docs/default_model_sweep.png: mean P(lofi) against the asked weight, raw (the
+    calibration's own sweep) and with the map (the held-out sweep), 95% intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
+    ax.plot([0, 1], [0, 1], color="0.7", linestyle="--", label="where it is asked")
+    for label, report in (("raw weights (seed 0)", raw), ("with the calibration map", calibrated)):
+        points = report["sweep"]["methods"]["logits"]
+        w = [p["weight"] for p in points]
+        seed = report["sweep"]["config"]["seed"]
+        line = ax.plot(w, [p["mean"] for p in points], marker="o",
+                       label=label if "raw" in label else f"{label} (seed {seed})")  # fmt: skip
+        ax.fill_between(w, [p["ci95"][0] for p in points], [p["ci95"][1] for p in points],
+                        color=line[0].get_color(), alpha=0.15)  # fmt: skip
+    title = "embedded default model: raw and calibrated mix"
+    ax.set(xlabel="asked lo-fi weight", ylabel="mean P(lofi), evaluation classifier",
+           xlim=(0, 1), ylim=(0, 1), title=title)  # fmt: skip
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
 
 
-def write_card(args: argparse.Namespace) -> None:
-    report = json.loads((args.report_dir / "report.json").read_text())
+def write_card(args: argparse.Namespace, compare: dict[str, Any], compare_dir: Path) -> None:
+    report = json.loads((compare_dir / "new" / "sweep" / "report.json").read_text())
     meta = json.loads((PACKAGE_MODEL / "midimix.json").read_text())
-    seconds = training_seconds(args.run_dir.parent / "build.log")
+    seconds = training_seconds(args.work / "build.log")
+    table = (compare_dir / "compare.md").read_text().strip().splitlines()
     extra = {
         "classical_pieces": sum(1 for _ in (args.corpus / "classical").glob("*.mid")),
         "lofi_pieces": sum(1 for _ in (args.corpus / "lofi").glob("*.mid")),
         "model_mib": (PACKAGE_MODEL / "model.safetensors").stat().st_size / 2**20,
         "hardware": args.hardware or f"{platform.machine()} CPU, 2 cores (shared)",
         "train_time": args.train_time or (f"{seconds / 60:.0f} min" if seconds else "see log"),
-        "bars": args.bars,
+        "compare_table": "\n".join(line for line in table if line.startswith("|")),
+        "old_summary": "worse on " + ", ".join(compare["worse"])
+        if compare["worse"]
+        else "the new model is better or equal on every line",
     }
-    (PACKAGE_MODEL / "MODEL_CARD.md").write_text(card_text(meta, report, extra))
+    (PACKAGE_MODEL / "MODEL_CARD.md").write_text(card_text(meta, compare, report, extra))
 
 
 if __name__ == "__main__":
