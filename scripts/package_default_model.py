@@ -178,6 +178,7 @@ def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, A
         extra["compare_table"],
         "",
         f"The model it replaced: {old['nll_per_note']:.2f} nats per note; {extra['old_summary']}.",
+        *(["", extra["comparison_note"]] if extra["comparison_note"] else []),
         "",
         "## Genre statistics and calibration map (midimix.json)",
         "",
@@ -209,6 +210,7 @@ def main() -> int:
     p.add_argument("--hardware", default=None, help="what it was trained on, for the card")
     p.add_argument("--force", action="store_true", help="ship even if worse on some figure")
     p.add_argument("--seed", type=int, default=1, help="the held-out sweep's seed (not 0)")
+    p.add_argument("--comparison-note", default="", help="a paragraph for the card: other runs")
     args = p.parse_args()
     best = args.run_dir / "best"
     reference = pitched_reference(args.corpus, args.work / "reference")
@@ -285,6 +287,7 @@ def write_card(args: argparse.Namespace, compare: dict[str, Any], compare_dir: P
         "hardware": args.hardware or f"{platform.machine()} CPU, 2 cores (shared)",
         "train_time": args.train_time or (f"{seconds / 60:.0f} min" if seconds else "see log"),
         "compare_table": "\n".join(line for line in table if line.startswith("|")),
+        "comparison_note": args.comparison_note,
         "old_summary": "worse on " + ", ".join(compare["worse"])
         if compare["worse"]
         else "the new model is better or equal on every line",
