@@ -256,36 +256,41 @@ def in_shard(item_id: str, shard: tuple[int, int]) -> bool:
 ProcessFn = Callable[[Item], dict[str, Any]]
 
 
+def _failure_reason(
+    error: BaseException, item: Item, known: tuple[type[BaseException], ...]
+) -> str:
+    """The manifest's one-line reason for an item whose work raised `error`: a full disk
+    (however a library words it), the message of a `known` error, a lack of memory, another
+    read or write error, or an error no check foresaw."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"the disk is full writing {error.filename or item.output}"
+    if isinstance(error, known):
+        text = str(error).strip()
+        return text.splitlines()[0] if text else type(error).__name__
+    if isinstance(error, MemoryError):
+        return "ran out of memory on this input"
+    if isinstance(error, OSError):  # a file that vanished, a folder not writable
+        return f"cannot write or read: {error}"
+    if disk_is_full(item.output):  # libraries word ENOSPC their own way
+        return f"the disk is full writing {item.output}"
+    text = " ".join(str(error).split())[:160]
+    return (
+        f"unexpected {type(error).__name__} on this input: {text} (please report it with the file)"
+    )
+
+
 def _run_one(
     fn: ProcessFn, item: Item, known_errors: tuple[type[BaseException], ...]
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    catch: tuple[type[BaseException], ...] = (ItemError, *known_errors)
+    known: tuple[type[BaseException], ...] = (ItemError, *known_errors)
+    caught: tuple[type[BaseException], ...] = (Exception, *known)
     try:
         fields = fn(item)
         status = fields.pop("status", STATUS_OK)
         record = {"status": status, **fields}
-    except catch as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            reason = f"the disk is full writing {error.filename or item.output}"
-        record = {"status": STATUS_FAILED, "reason": reason}
-    except MemoryError:
-        record = {"status": STATUS_FAILED, "reason": "ran out of memory on this input"}
-    except OSError as error:  # a full disk, a file that vanished: this item, not the run
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        where = error.filename or item.output
-        reason = f"the disk is full writing {where}" if full else f"cannot write or read: {error}"
-        record = {"status": STATUS_FAILED, "reason": reason}
-    except Exception as error:  # an input no check foresaw: record it and go on with the rest
-        text = " ".join(str(error).split())[:160]
-        reason = (
-            f"the disk is full writing {item.output}"  # libraries word ENOSPC their own way
-            if disk_is_full(item.output)
-            else f"unexpected {type(error).__name__} on this input: {text} "
-            "(please report it with the file)"
-        )
-        record = {"status": STATUS_FAILED, "reason": reason}
+    except caught as error:  # this item fails, not the run
+        record = {"status": STATUS_FAILED, "reason": _failure_reason(error, item, known)}
     record["seconds"] = round(time.perf_counter() - start, 3)
     return record
 
