@@ -77,7 +77,7 @@ def probe(path: Path) -> AudioInfo:
     if size_bytes == 0:
         raise AudioError("empty file (0 bytes): not audio; remove it or copy it again")
     try:
-        with quiet_decoder():
+        with quiet_stderr():
             info = sf.info(str(path))
         result = AudioInfo(
             int(info.samplerate), int(info.channels), int(info.frames),
@@ -121,10 +121,11 @@ def _sf_reason(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def quiet_decoder() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the block: libsndfile's mp3 decoder (mpg123)
-    writes its notes on a corrupt file ("Illegal Audio-MPEG-Header ...") straight there, past
-    sys.stderr; the reason raised says what was wrong instead."""
+def quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block: C libraries write their own notes
+    there, past sys.stderr (libsndfile's mp3 decoder on a corrupt file, "Illegal
+    Audio-MPEG-Header ..."; libinstpatch's glib noise on a corrupt SoundFont); the error
+    raised says what was wrong instead."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:

@@ -10,16 +10,13 @@ when a synthesizer is made, not before.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from midimix.audio import quiet_stderr
 from midimix.errors import ConfigError, InputError
 from midimix.instruments import DRUM_BANK, Layer, channel_volume
 from midimix.soundfont import HOW_TO_GET_SOUNDFONT, looks_like_soundfont
@@ -85,21 +82,6 @@ def _silence_fluidsynth_log() -> None:
         set_log(level, None, None)
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Send the C libraries' own stderr to /dev/null for a moment (fd level, not sys.stderr)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 class Synthesizer:
     """A SoundFont loaded once, and a fresh FluidSynth synthesizer on it for every piece."""
 
@@ -141,7 +123,7 @@ class Synthesizer:
         # next: they are off, and the room comes from pedalboard's reverb (fresh per file).
         no_fx = {"synth.reverb.active": 0, "synth.chorus.active": 0}
         synth = fluidsynth.Synth(gain=self.gain, samplerate=float(self.sample_rate_hz), **no_fx)
-        with _quiet_stderr():  # libinstpatch prints glib noise on a corrupt file
+        with quiet_stderr():  # libinstpatch prints glib noise on a corrupt file
             sfid = synth.sfload(str(self.soundfont))
         if sfid == FLUID_FAILED:
             synth.delete()
