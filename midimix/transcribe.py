@@ -375,8 +375,6 @@ def activations_to_notes(
     frames_per_second = SAMPLE_RATE_HZ / FFT_HOP
     exact = config.window_layout == "basic-pitch"  # everything as predict does it
     frames, onsets = activations["note"], activations["onset"]
-    if config.min_pitch_hz or config.max_pitch_hz:  # basic-pitch zeroes the rest in place
-        frames, onsets = frames.copy(), onsets.copy()
 
     def decode(frames: np.ndarray, onsets: np.ndarray) -> list[tuple[int, int, int, float]]:
         return output_to_notes_polyphonic(
@@ -392,12 +390,12 @@ def activations_to_notes(
         )
 
     n_frames = len(frames)
-    if exact:
-        events = decode(frames, onsets)
-    elif n_frames > NOTE_BLOCK_FRAMES + NOTE_TAIL_FRAMES:
-        events = notes_in_blocks(frames, onsets, config, decode)
+    if not exact and n_frames > NOTE_BLOCK_FRAMES + NOTE_TAIL_FRAMES:
+        events = notes_in_blocks(frames, onsets, config, decode)  # copies a block at a time
     else:
-        events = decode(frames, onsets_with_inferred(onsets, frames, config))
+        if config.min_pitch_hz or config.max_pitch_hz:  # basic-pitch zeroes the rest in place
+            frames, onsets = frames.copy(), onsets.copy()
+        events = decode(frames, onsets if exact else onsets_with_inferred(onsets, frames, config))
     if exact:
         times_s = model_frames_to_time(n_frames)  # predict's per-window time correction
     else:

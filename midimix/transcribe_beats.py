@@ -68,6 +68,11 @@ def track_beats(
     return Beats(tempo_bpm, np.asarray(times_s, float), beat_confidence(envelope, frames))
 
 
+def block_samples(sample_rate_hz: int, hop: int, block_seconds: float = BLOCK_SECONDS) -> int:
+    """The samples of one `framewise` block: about `block_seconds`, whole hops."""
+    return max(1, round(block_seconds * sample_rate_hz / hop)) * hop
+
+
 def framewise(
     audio: np.ndarray,
     sample_rate_hz: int,
@@ -80,7 +85,7 @@ def framewise(
     samples on both sides (more than the 2048-sample frames and one frame of lag need), and
     keeps just its own frames. The frames agree with one pass over the whole input except
     where the feature scales by its input's maximum (the onset envelope's 80 dB floor)."""
-    block = max(1, round(block_seconds * sample_rate_hz / hop)) * hop
+    block = block_samples(sample_rate_hz, hop, block_seconds)
     if len(audio) <= block:
         return frames_of(audio)
     margin = 16 * hop
@@ -103,8 +108,7 @@ def onset_envelope(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     def mel(y: np.ndarray) -> np.ndarray:
         return librosa.feature.melspectrogram(y=y, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
 
-    block = round(BLOCK_SECONDS * sample_rate_hz / HOP_SAMPLES) * HOP_SAMPLES
-    if len(audio) <= block:
+    if len(audio) <= block_samples(sample_rate_hz, HOP_SAMPLES):  # one pass, no floor to find
         return librosa.onset.onset_strength(y=audio, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
     loudest = float(framewise(audio, sample_rate_hz, HOP_SAMPLES, lambda y: mel(y).max(0)).max())
     floor_db = float(librosa.power_to_db(np.float32(loudest))) - 80.0
