@@ -63,6 +63,12 @@ class AudioInfo:
         return self.frames / self.sample_rate_hz
 
 
+def sidecar_path(out_path: Path) -> Path:
+    """piece.wav -> piece.render.json, the record render writes beside its audio (what was
+    rendered, how, the measured loudness); here so that generate finds it without render."""
+    return out_path.with_name(out_path.stem + ".render.json")
+
+
 def is_audio_name(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_SUFFIXES
 

@@ -152,6 +152,8 @@ class Renderer:
             drums_added=drums_added,
             layers=[asdict(layer) for layer in layers],
         )
+        from midimix.audio import sidecar_path  # (soundfile: not for --help)
+
         sidecar = {k: v for k, v in asdict(result).items() if k != "path"}
         sidecar.update(
             midi=str(midi_path), soundfont=str(self.soundfont), config=config_to_dict(config)
@@ -221,11 +223,6 @@ def check_suffix(path: Path, fmt: str) -> None:
             f"{path} ends in .{named} but the format asked for is {fmt}; name it .{fmt}, or "
             f"ask for {named} (--format {named})"
         )
-
-
-def sidecar_path(out_path: Path) -> Path:
-    """piece.wav -> piece.render.json: what was rendered, how, and the measured loudness."""
-    return out_path.with_name(out_path.stem + ".render.json")
 
 
 def write_audio(
@@ -301,6 +298,8 @@ def _init_worker(config: RenderConfig) -> None:
 
 
 def _render_item(item: Item) -> dict[str, Any]:
+    from midimix.audio import sidecar_path
+
     result = _WORKER["renderer"].render(item.source, item.output)
     return {
         "outputs": [str(result.path), str(sidecar_path(result.path))],

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from midimix.audio import quiet_stderr
 from midimix.errors import ConfigError, InputError
 from midimix.instruments import DRUM_BANK, Layer, channel_volume
 from midimix.soundfont import HOW_TO_GET_SOUNDFONT, looks_like_soundfont
@@ -118,6 +117,8 @@ class Synthesizer:
     def _new_synth(self) -> tuple[Any, int]:
         """(a FluidSynth synthesizer with the SoundFont loaded, the SoundFont's id)."""
         import fluidsynth
+
+        from midimix.audio import quiet_stderr
 
         # FluidSynth's own reverb and chorus run modulators that carry on from one file to the
         # next: they are off, and the room comes from pedalboard's reverb (fresh per file).

@@ -359,6 +359,8 @@ def drop_stale_audio(provenance_path: Path) -> None:
     whose audio is null. Only files beside the record with the piece's stem are touched."""
     import json
 
+    from midimix.audio import sidecar_path
+
     try:
         old = json.loads(provenance_path.read_text())
     except (OSError, ValueError):
@@ -372,7 +374,7 @@ def drop_stale_audio(provenance_path: Path) -> None:
     if audio_path.stem != stem:
         return
     audio_path.unlink(missing_ok=True)
-    audio_path.with_name(f"{stem}.render.json").unlink(missing_ok=True)
+    sidecar_path(audio_path).unlink(missing_ok=True)
 
 
 def _write_piece(
