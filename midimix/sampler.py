@@ -14,6 +14,7 @@ the generate stage's command line, which names these types) stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 from collections.abc import Callable
@@ -100,6 +101,18 @@ class _Runner:
         self.conditions = torch.tensor(cond, device=self.device).repeat(samples)  # (S*C,)
         # the lean forward pass over the model's weights where it covers the model
         self.lean = LeanGPT2(model, samples * plan.conditions) if supports(model) else None
+
+    def blas_threads(self) -> contextlib.AbstractContextManager[Any]:
+        """numpy's BLAS held to torch's thread count while the lean step runs on the host:
+        `--threads` then means the same for both, and OpenBLAS's own threads do not fight
+        torch's OpenMP threads for the cores between two steps."""
+        import torch
+
+        if self.lean is None or self.lean.host is None:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(torch.get_num_threads(), user_api="blas")
 
     def prefill(self, window: torch.Tensor, bar_index: torch.Tensor) -> torch.Tensor:
         """Fresh cache from [BOS, condition] + window (S, K) -> last logits (S*C, V)."""
@@ -241,7 +254,7 @@ def sample_tokens(
     finished = torch.zeros(num_samples, dtype=torch.bool, device=device)
     restarts, steps, fed = 0, 0, len(prompt)
     bars_reported = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), runner.blas_threads():
         logits = runner.prefill(history[:, max(0, fed - keep_tokens) : fed], bar_index)
         while steps < max_new_tokens:
             steps += 1

@@ -50,6 +50,25 @@ def test_prefill_and_steps_give_the_models_logits(tiny) -> None:
     assert lean.filled == prefix + steps
 
 
+def test_the_host_step_and_the_torch_step_agree(tiny) -> None:
+    """On the CPU a step runs in numpy over the same cache (`HostStep`); the torch step is
+    what a GPU runs. Both give the model's logits, step after step over a shared prefix."""
+    model, _ = tiny
+    rows, prefix, steps = 2, 5, 20
+    ids = torch.randint(3, model.config.vocab_size, (rows, prefix + steps))
+    host, plain = LeanGPT2(model, rows), LeanGPT2(model, rows)
+    assert host.host is not None
+    plain.host = None  # the torch step
+    with torch.inference_mode():
+        for lean in (host, plain):
+            lean.prefill(lean.embed_ids(ids[:, :prefix]))
+        for t in range(prefix, prefix + steps):
+            assert (host.step(ids[:, t]) - plain.step(ids[:, t])).abs().max() < ROUNDING
+    filled = prefix + steps  # the keys and values the steps wrote
+    written = (host.cache - plain.cache)[..., :filled, :]
+    assert host.filled == plain.filled == filled and written.abs().max() < ROUNDING
+
+
 def test_prefill_from_embeddings_matches_inputs_embeds(tiny) -> None:
     model, _ = tiny
     embeds = torch.randn(2, 5, model.config.n_embd)
