@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.image
+import numpy as np
 import pytest
 import soundfile as sf
 from midi_fixtures import make_score, scale_line, write
@@ -210,6 +213,12 @@ def test_piano_roll_png(tmp_path: Path) -> None:
     assert data.startswith(PNG_HEADER)
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert (width, height) == (500, 180)  # 10 x 3.6 inches at 50 dpi
+    # the 12 quarter notes (12 pitches, 48-59) fill the axes' width for 12 beats, each 0.8 of
+    # a semitone high: axes 460 x 136.8 px over 17 semitones -> 460 x 6.4 px of note colour
+    image = matplotlib.image.imread(png)[..., :3]
+    note_colour = np.array(matplotlib.colormaps["tab10"](0)[:3])
+    painted = int((np.abs(image - note_colour).max(axis=-1) < 0.02).sum())
+    assert painted == pytest.approx(460 * 136.8 / 17 * 0.8, rel=0.15)
 
 
 def test_sweep_plot_of_the_embedded_model(runs: Path) -> None:

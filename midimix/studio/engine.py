@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -257,18 +258,37 @@ def run_request(
     render_audio: RenderAudio | None,
     report: Report = _silent,
 ) -> StudioResult:
-    """Generate, render, draw and score one piece into `out_dir`."""
+    """Generate, render, draw and score one piece into `out_dir`. The piano roll and P(genre)
+    need only the MIDI, so they are made in a thread while the audio renders (FluidSynth,
+    pedalboard and numpy release the GIL): on two cores that hides most of their time."""
     from midimix.generate import generate
-    from midimix.studio.pianoroll import draw_piano_roll
 
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     report(0.1, f"sampling {config.bars} bars, then rendering the audio")
-    piece = generate(loaded.folder, out_dir, config, render_audio=render_audio)[0]
+    drawn: list[tuple[Path, dict[str, float] | None]] = []
+
+    def render_while_drawing(midi_path: Path, *args: Any, **kwargs: Any) -> Path:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            extras = pool.submit(_draw_and_score, loaded, midi_path)
+            assert render_audio is not None
+            audio = render_audio(midi_path, *args, **kwargs)
+            drawn.append(extras.result())  # its exception, if any, is raised here
+        return audio
+
+    render = None if render_audio is None else render_while_drawing
+    piece = generate(loaded.folder, out_dir, config, render_audio=render)[0]
     report(0.9, "drawing the piano roll and scoring the piece")
-    roll = draw_piano_roll(piece.midi_path, piece.midi_path.with_suffix(".png"))
-    p_genre = None
-    if loaded.classifier is not None:
-        p_genre = loaded.classifier.predict_proba([piece.midi_path])[0]
+    roll, p_genre = drawn[0] if drawn else _draw_and_score(loaded, piece.midi_path)
     report(1.0, "done")
     return StudioResult(piece, roll, p_genre, time.perf_counter() - start)
+
+
+def _draw_and_score(loaded: LoadedModel, midi_path: Path) -> tuple[Path, dict[str, float] | None]:
+    """The piano roll PNG beside the MIDI, and the classifier's P(genre) (None without one)."""
+    from midimix.studio.pianoroll import draw_piano_roll
+
+    roll = draw_piano_roll(midi_path, midi_path.with_suffix(".png"))
+    if loaded.classifier is None:
+        return roll, None
+    return roll, loaded.classifier.predict_proba([midi_path])[0]
