@@ -11,7 +11,8 @@ feature distance to held-out pieces, for a model (the embedded one by default).
    range (5th-95th percentile, on the tokenizer's tempo grid).
 3. Fidelity: per genre, the mean standardised effect size over the evaluation's features
    between single-genre pieces and the genre's held-out (validation) pieces, set against the
-   same distance between two random halves of the held-out pieces (the target is <= 2x).
+   same distance between two random halves of the held-out pieces (the target is <= 2x),
+   with the five features that hold most of it.
 `--raw` runs the same without the genre limits and the calibration map, for comparison.
 """
 
@@ -71,9 +72,19 @@ def held_out(reference_dir: Path, splits: Path) -> dict[str, list[Path]]:
 
 
 def effect(a: list[Path], b: list[Path]) -> float:
+    return summarize_distances(feature_distances(a, b))["mean_effect_size"]
+
+
+def feature_distances(a: list[Path], b: list[Path]) -> dict[str, dict[str, float | None]]:
     _, table_a, _ = feature_table("a", a)
     _, table_b, _ = feature_table("b", b)
-    return summarize_distances(distances(table_a, table_b))["mean_effect_size"]
+    return distances(table_a, table_b)
+
+
+def largest_effects(per_feature: dict[str, dict[str, float | None]], n: int = 5) -> dict:
+    """The n features that hold most of a distance: {feature: effect size}, largest first."""
+    sizes = {k: v["effect_size"] for k, v in per_feature.items() if v["effect_size"] is not None}
+    return dict(sorted(sizes.items(), key=lambda kv: -kv[1])[:n])
 
 
 def main() -> int:
@@ -126,8 +137,12 @@ def main() -> int:
                 shuffled = rng.sample(ref, len(ref))
                 halves.append(effect(shuffled[: len(ref) // 2], shuffled[len(ref) // 2 :]))
             generated = [Path(r["path"]) for r in pieces]
-            fidelity[genre] = {"generated_vs_held_out": effect(generated, ref),
-                               "half_vs_half": statistics.median(halves)}  # fmt: skip
+            per_feature = feature_distances(generated, ref)
+            fidelity[genre] = {
+                "generated_vs_held_out": summarize_distances(per_feature)["mean_effect_size"],
+                "half_vs_half": statistics.median(halves),
+                "largest_effects": largest_effects(per_feature),
+            }
     figures = {
         "model": str(model),
         "raw": args.raw,
@@ -155,6 +170,8 @@ def main() -> int:
               f"{share:.0%} of {len(single[genre])} pieces; feature distance to held-out "
               f"{f['generated_vs_held_out']:.2f} vs half-to-half {f['half_vs_half']:.2f} "
               f"({ratio:.1f}x)")  # fmt: skip
+        print("    largest effect sizes: " + ", ".join(
+            f"{name} {size:.2f}" for name, size in f["largest_effects"].items()))  # fmt: skip
     print(f"  {figures['seconds']:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
