@@ -22,11 +22,13 @@ from midimix.transcribe import (
     TranscribeConfig,
     activations_to_notes,
     aligned_starts,
+    clip_onset_threshold,
     frame_count,
     load_clip,
     load_model,
     main,
     model_path,
+    onset_level,
     run_model,
     seam_weights,
     transcribe,
@@ -153,7 +155,9 @@ def test_same_notes_as_basic_pitch_predict(clips: Path) -> None:
 
     path = clips / "clips" / "good" / "chorale.wav"
     _, _, theirs = predict(path, Model(str(model_path())))
-    config = TranscribeConfig(onset_threshold=0.5, melodia=True, window_layout="basic-pitch")
+    config = TranscribeConfig(
+        onset_threshold=0.5, frame_threshold=0.3, melodia=True, window_layout="basic-pitch"
+    )  # basic-pitch predict's own thresholds
     audio, _ = load_clip(path)
     ours = activations_to_notes(run_model(audio, load_model(), layout="basic-pitch"), config)
     assert sorted((round(s, 4), p) for s, _, p, _ in ours) == sorted(
@@ -238,8 +242,27 @@ def test_cli_runs_and_prints_summary(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "transcribe: 1 done, 0 up to date, 1 empty, 0 failed" in capsys.readouterr().out
     saved = json.loads((tmp_path / "midi" / "transcribe.config.json").read_text())
     assert not (tmp_path / "midi" / "transcribe.json").exists()  # one name: <stage>.config.json
-    assert saved["onset_threshold"] == 0.7
-    assert TranscribeConfig(hpss=True).onset_threshold == 0.5
+    assert saved["onset_threshold"] is None  # per clip by default
+    assert saved["onset_ratio"] == 0.78 and saved["frame_threshold"] == 0.25
+
+
+def test_onset_threshold_per_clip() -> None:
+    """Default: 0.78 x the clip's onset level (99.99th percentile), within 0.5-0.7 (0.3-0.5
+    with --hpss); a given --onset-threshold holds for every clip."""
+    onsets = np.zeros((10_000, 88), np.float32)
+    onsets[:10, 0] = 0.8  # 10 of 880,000 values: above the 99.99th percentile (88th largest)
+    onsets[10:200, 1] = 0.6  # the level: 0.6
+    assert onset_level(onsets) == pytest.approx(0.6, abs=1e-4)
+    default, hpss = TranscribeConfig(), TranscribeConfig(hpss=True)
+    assert clip_onset_threshold(onsets, hpss) == pytest.approx(0.468, abs=1e-4)
+    assert clip_onset_threshold(onsets, default) == pytest.approx(0.5)  # 0.468: the floor
+    assert clip_onset_threshold(onsets * 1.3, default) == pytest.approx(0.6084, abs=1e-4)
+    assert clip_onset_threshold(onsets * 1.5, default) == 0.7  # 0.702: capped
+    assert clip_onset_threshold(onsets * 1.5, hpss) == 0.5
+    assert clip_onset_threshold(onsets, TranscribeConfig(onset_threshold=0.65)) == 0.65
+    assert clip_onset_threshold(np.zeros((5, 88), np.float32), default) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="onset_ratio"):
+        TranscribeConfig(onset_ratio=-1.0)
 
 
 def test_drum_track_holds_the_percussive_onsets(tmp_path: Path) -> None:
