@@ -57,10 +57,16 @@ def one_round(folder: Path) -> tuple[bool, float]:
         for k in range(2)
     ]
     outputs = [run.communicate(timeout=600)[0] for run in runs]
-    ok = all(run.returncode == 0 for run in runs)
-    ok &= any((cache / "midimix" / "numba").rglob("*.nbi"))
+    codes = [run.returncode for run in runs]
+    cached = any((cache / "midimix" / "numba").rglob("*.nbi"))
+    ok = cached and all(code == 0 for code in codes)
     if not ok:
-        print("\n".join(out[-2000:] for out in outputs), file=sys.stderr)
+        print(f"exit codes {codes} (negative: killed by that signal), cache written: {cached}")
+        for k, out in enumerate(outputs):
+            fatal = out.find("Fatal Python error")  # faulthandler's report (PYTHONFAULTHANDLER=1)
+            print(
+                f"--- run {k} output:\n{out[fatal : fatal + 4000] if fatal >= 0 else out[-2000:]}"
+            )
     return ok, time.perf_counter() - start
 
 

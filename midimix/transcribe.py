@@ -580,6 +580,49 @@ def find_clips(clips_dir: Path | dict[str, Path], midi_dir: Path) -> list[Item]:
     return items
 
 
+def warm_jit_cache() -> None:
+    """Fill a cold numba cache in one process at a time, before any clip is transcribed.
+
+    librosa's gufuncs (its peak picker, the beat tracker's dynamic programme) are compiled and
+    cached on first use; two transcriptions started at once from a cold cache crashed with a
+    segmentation fault in one of them, in 3 of 4 rounds of benchmarks/bench_jit_cache.py
+    (inside `librosa.util.peak_pick` or `librosa.beat`'s `__last_beat`): one process ran a
+    gufunc while the other was writing its cache entries. Here the first process takes an
+    exclusive lock in the cache folder, runs on a short tone everything a clip runs (beat
+    tracking, flatness, the drum share and hits, HPSS), which compiles and caches it, and
+    leaves a marker for these numba and librosa versions; a process that waited on the lock
+    finds the marker and goes on, loading a complete cache. With the marker there (every run
+    after the first) this costs one stat."""
+    import fcntl
+    from importlib.metadata import version
+
+    folder = Path(os.environ.get("NUMBA_CACHE_DIR") or use_user_cache())
+    marker = folder / f"midimix-warm-numba{version('numba')}-librosa{version('librosa')}"
+    if marker.exists():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".midimix-warm.lock", "a")  # noqa: SIM115
+    except OSError:  # a folder we cannot write: numba will not cache there either
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if not marker.exists():
+                import librosa
+
+                tone = (0.1 * np.sin(np.arange(3 * SAMPLE_RATE_HZ) * 0.1)).astype(np.float32)
+                tone[:: SAMPLE_RATE_HZ // 4] = 0.5  # clicks: onsets for the peak picking
+                spectral_flatness(tone, SAMPLE_RATE_HZ)
+                track_beats(tone, SAMPLE_RATE_HZ)
+                percussive_share(tone, SAMPLE_RATE_HZ)
+                drum_hits(tone, SAMPLE_RATE_HZ)
+                librosa.effects.hpss(tone)
+                marker.touch()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def transcribe(
     clips_dir: Path | dict[str, Path], midi_dir: Path, config: TranscribeConfig
 ) -> StageSummary:
@@ -592,6 +635,7 @@ def transcribe(
     midi_dir = Path(midi_dir)
     items = find_clips(clips_dir if isinstance(clips_dir, dict) else Path(clips_dir), midi_dir)
     save_config(config, midi_dir, "transcribe")
+    warm_jit_cache()  # before any process runs librosa's compiled code
     threads = worker_threads(config)
     return run_items(
         "transcribe",

@@ -236,13 +236,46 @@ def percussive_share(audio: np.ndarray, sample_rate_hz: int, min_hz: float = 200
     return p / (p + h) if p + h > 0 else 0.0
 
 
+def onset_frames(envelope: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """The frames `librosa.onset.onset_detect` picks from an onset envelope (its defaults:
+    the envelope scaled to 0-1; a frame is an onset if it is the maximum of the 30 ms before it
+    and itself, at least 0.07 above the mean of 100 ms either side, and 30 ms after the last
+    onset), in numpy. librosa's peak picker is a numba gufunc cached on disk, and a process
+    that loaded it while another process was writing the cache crashed in it (a segmentation
+    fault in `librosa.util.peak_pick`, one of two cold starts in most rounds of
+    benchmarks/bench_jit_cache.py); the same frames as librosa's on the tempo set's clips."""
+    x = np.asarray(envelope, dtype=np.float32)
+    x = x - x.min()
+    x = x / (x.max() + np.finfo(np.float32).tiny)
+    if not x.any() or not np.all(np.isfinite(x)):
+        return np.zeros(0, int)
+    frames_of = lambda seconds: int(seconds * sample_rate_hz // HOP_SAMPLES)  # noqa: E731
+    pre_max = frames_of(0.03)  # the window of the maximum ends at the frame itself
+    pre_avg, post_avg = frames_of(0.10), frames_of(0.10) + 1
+    wait, delta = frames_of(0.03), 0.07
+    n = len(x)
+    index = np.arange(n)
+    padded = np.concatenate([np.full(pre_max, -np.inf, np.float32), x])
+    window_max = np.lib.stride_tricks.sliding_window_view(padded, pre_max + 1).max(axis=1)
+    sums = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
+    lo, hi = np.maximum(index - pre_avg, 0), np.minimum(index + post_avg, n)
+    window_mean = (sums[hi] - sums[lo]) / (hi - lo)
+    candidates = np.flatnonzero((x == window_max[:n]) & (x >= window_mean + delta))
+    picked: list[int] = []
+    for frame in candidates:
+        if not picked or frame > picked[-1] + wait:
+            picked.append(int(frame))
+    return np.array(picked, int)
+
+
 def drum_hits(percussive: np.ndarray, sample_rate_hz: int) -> list[tuple[float, int, int]]:
     """(time s, GM drum pitch, velocity) for each percussive onset: kick, snare or hi-hat by
     where the onset's energy lies (below 150 Hz, 150 Hz-5 kHz, above 5 kHz)."""
     import librosa
 
-    onsets_s = librosa.onset.onset_detect(
-        y=percussive, sr=sample_rate_hz, hop_length=HOP_SAMPLES, units="time", backtrack=False
+    envelope = librosa.onset.onset_strength(y=percussive, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
+    onsets_s = librosa.frames_to_time(
+        onset_frames(envelope, sample_rate_hz), sr=sample_rate_hz, hop_length=HOP_SAMPLES
     )
     if len(onsets_s) == 0:
         return []
