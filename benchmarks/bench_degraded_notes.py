@@ -33,6 +33,11 @@ choice is then scored per condition on the held-out part next to the earlier def
 today's and basic-pitch's.
 
 --roundtrip: the round-trip set's scores for the earlier defaults and today's.
+
+--hpss: the lo-fi pieces (both parts; nothing was tuned on this) transcribed from the harmonic
+part (librosa's HPSS, as `--hpss` does): the earlier `--hpss` thresholds (0.5 / 0.3) against
+today's (per clip, at most 0.5), and today's defaults without HPSS, per condition; then both
+parts with `--hpss` on the pieces that have drums (the lo-fi ones) and the defaults on the rest.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ BASIC_PITCH = TranscribeConfig(
 )  # fmt: skip
 EARLIER = TranscribeConfig(onset_threshold=0.7, frame_threshold=0.3)  # the defaults before
 MIDIMIX = TranscribeConfig()
+EARLIER_HPSS = TranscribeConfig(onset_threshold=0.5, frame_threshold=0.3, hpss=True)
+MIDIMIX_HPSS = TranscribeConfig(hpss=True)
 DEGRADED = tuple(c for c in ts.CONDITIONS if c != "clean")
 Notes = list[tuple[float, float, int, float]]
 Decoder = Callable[[dict[str, np.ndarray]], Notes]
@@ -97,7 +104,7 @@ class Clip:
     """One piece under one condition: its known notes and its activations in both layouts."""
 
     def __init__(self, piece: ts.TempoPiece, index: int, condition: str, folder: Path) -> None:
-        self.piece, self.condition = piece, condition
+        self.piece, self.condition, self.folder = piece, condition, folder
         self.part = "tuning" if index % 2 == 0 else "held-out"
         self.reference = known_notes(piece)
         self.activations: dict[str, dict[str, np.ndarray]] = {}
@@ -111,7 +118,21 @@ class Clip:
                 self.activations[layout] = {"note": saved["note"], "onset": saved["onset"]}
 
     def score(self, decoder: Decoder, layout: str = "aligned") -> dict[str, float]:
+        if layout == "hpss" and layout not in self.activations:
+            self.activations[layout] = self._harmonic()
         return scores(self.reference, decoder(self.activations[layout]))
+
+    def _harmonic(self) -> dict[str, np.ndarray]:
+        """Activations of the harmonic part (aligned windows), cached as the others."""
+        path = self.folder / f"{self.piece.id}_{self.condition}_hpss.npz"
+        if not path.exists():
+            import librosa
+
+            audio = ts.load_audio(self.piece, self.condition, self.folder)
+            acts = run_model(librosa.effects.hpss(audio)[0], load_model())
+            np.savez_compressed(path, note=acts["note"], onset=acts["onset"])
+        with np.load(path) as saved:
+            return {"note": saved["note"], "onset": saved["onset"]}
 
 
 def load_clips(n_lofi: int, n_chorales: int, cache: Path) -> list[Clip]:
@@ -263,6 +284,7 @@ def main() -> int:
     p.add_argument("--min-recall", type=float, default=0.75)
     p.add_argument("--show", type=int, default=10)
     p.add_argument("--roundtrip", action="store_true", help="the clean round-trip set too")
+    p.add_argument("--hpss", action="store_true", help="the lo-fi pieces with --hpss too")
     args = p.parse_args()
     load_model(args.threads)
     clips = load_clips(args.lofi, args.chorales, args.cache)
@@ -271,6 +293,20 @@ def main() -> int:
     chosen = sweep(clips, args, RoundTrip(args.cache)) if args.sweep else None
     for part in ("held-out", "tuning"):
         table([c for c in clips if c.part == part], columns(chosen), f"{part} part")
+    if args.hpss:
+        hpss_columns: dict[str, tuple[Decoder, str]] = {
+            "--hpss 0.5/0.3 (earlier)": (fixed(EARLIER_HPSS), "hpss"),
+            f"--hpss now ({describe(MIDIMIX_HPSS)}, at most 0.5)": (fixed(MIDIMIX_HPSS), "hpss"),
+            f"no HPSS, defaults ({describe(MIDIMIX)})": (fixed(MIDIMIX), "aligned"),
+        }
+        table([c for c in clips if c.piece.kind == "lofi"], hpss_columns, "lo-fi pieces, --hpss")
+        for part in ("held-out", "tuning"):
+            print(f"{part} part, --hpss on the pieces with drums (lo-fi), defaults on the rest:")
+            for condition in ts.CONDITIONS:
+                chosen = [c for c in clips if c.part == part and c.condition == condition]
+                rows = [c.score(fixed(MIDIMIX_HPSS), "hpss") if c.piece.drums
+                        else c.score(fixed(MIDIMIX)) for c in chosen]  # fmt: skip
+                print(f"  {condition:9} {cell(mean(rows))}")
     if args.roundtrip or args.sweep:
         rt = RoundTrip(args.cache)
         print("clean round-trip set (20 clips): precision / recall / onset F1 / F1 with offsets")
