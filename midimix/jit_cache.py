@@ -6,8 +6,12 @@ functions at once there left a cache file that crashed later runs (a segmentatio
 `librosa.util.peak_pick`). `use_user_cache()` points numba at ~/.cache/midimix/numba (under
 $XDG_CACHE_HOME when set) unless NUMBA_CACHE_DIR is set already. It must run before librosa is
 imported: the transcribe stage calls it when it is imported, so the stage's workers, forked
-from a server started after that, inherit it. numba itself writes cache files to a temporary
-name and renames them, so processes sharing the per-user folder see whole files only."""
+from a server started after that, inherit it. numba writes each cache file to a temporary
+name and renames it, but that was not enough: two processes compiling from a cold cache at
+once still crashed in a cached gufunc (a segmentation fault in librosa's peak picking or beat
+tracking, most rounds of benchmarks/bench_jit_cache.py). So `midimix.transcribe.warm_jit_cache`
+lets one process at a time fill a cold cache (a file lock and a marker per numba and librosa
+version), and the drum onsets are picked in numpy."""
 
 from __future__ import annotations
 

@@ -236,27 +236,21 @@ def percussive_share(audio: np.ndarray, sample_rate_hz: int, min_hz: float = 200
     return p / (p + h) if p + h > 0 else 0.0
 
 
-def onset_frames(envelope: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-    """The frames `librosa.onset.onset_detect` picks from an onset envelope (its defaults:
-    the envelope scaled to 0-1; a frame is an onset if it is the maximum of the 30 ms before it
-    and itself, at least 0.07 above the mean of 100 ms either side, and 30 ms after the last
-    onset), in numpy. librosa's peak picker is a numba gufunc cached on disk, and a process
-    that loaded it while another process was writing the cache crashed in it (a segmentation
-    fault in `librosa.util.peak_pick`, one of two cold starts in most rounds of
-    benchmarks/bench_jit_cache.py); the same frames as librosa's on the tempo set's clips."""
-    x = np.asarray(envelope, dtype=np.float32)
-    x = x - x.min()
-    x = x / (x.max() + np.finfo(np.float32).tiny)
-    if not x.any() or not np.all(np.isfinite(x)):
-        return np.zeros(0, int)
-    frames_of = lambda seconds: int(seconds * sample_rate_hz // HOP_SAMPLES)  # noqa: E731
-    pre_max = frames_of(0.03)  # the window of the maximum ends at the frame itself
-    pre_avg, post_avg = frames_of(0.10), frames_of(0.10) + 1
-    wait, delta = frames_of(0.03), 0.07
+def pick_peaks(
+    x: np.ndarray, pre_max: int, post_max: int, pre_avg: int, post_avg: int, delta: float, wait: int
+) -> np.ndarray:
+    """The frames `librosa.util.peak_pick` picks, in numpy: x[n] is the maximum of
+    x[n - pre_max : n + post_max], at least `delta` above the mean of
+    x[n - pre_avg : n + post_avg], and more than `wait` frames after the last peak. librosa's
+    picker is a numba gufunc cached on disk, and a process that loaded it while another was
+    writing the cache crashed in it (a segmentation fault in `librosa.util.peak_pick`, one of
+    two cold starts in most rounds of benchmarks/bench_jit_cache.py)."""
     n = len(x)
     index = np.arange(n)
-    padded = np.concatenate([np.full(pre_max, -np.inf, np.float32), x])
-    window_max = np.lib.stride_tricks.sliding_window_view(padded, pre_max + 1).max(axis=1)
+    padded = np.concatenate(
+        [np.full(pre_max, -np.inf, np.float32), x, np.full(max(post_max - 1, 0), -np.inf)]
+    )
+    window_max = np.lib.stride_tricks.sliding_window_view(padded, pre_max + post_max).max(axis=1)
     sums = np.concatenate([[0.0], np.cumsum(x, dtype=np.float64)])
     lo, hi = np.maximum(index - pre_avg, 0), np.minimum(index + post_avg, n)
     window_mean = (sums[hi] - sums[lo]) / (hi - lo)
@@ -268,32 +262,80 @@ def onset_frames(envelope: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     return np.array(picked, int)
 
 
+def _unit(envelope: np.ndarray) -> np.ndarray | None:
+    """The envelope scaled to 0-1 (None when flat or not finite: nothing to pick)."""
+    x = np.asarray(envelope, dtype=np.float32)
+    x = x - x.min()
+    x = x / (x.max() + np.finfo(np.float32).tiny)
+    return x if x.any() and np.all(np.isfinite(x)) else None
+
+
+def onset_frames(envelope: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """The frames `librosa.onset.onset_detect` picks from an onset envelope with its defaults
+    (scaled to 0-1; the maximum of the 30 ms before it and itself, at least 0.07 above the
+    mean of 100 ms either side, 30 ms after the last onset); the same frames as librosa's on
+    the tempo set's clips."""
+    x = _unit(envelope)
+    if x is None:
+        return np.zeros(0, int)
+    frames_of = lambda seconds: int(seconds * sample_rate_hz // HOP_SAMPLES)  # noqa: E731
+    pre_avg, wait = frames_of(0.10), frames_of(0.03)
+    return pick_peaks(x, frames_of(0.03), 1, pre_avg, pre_avg + 1, 0.07, wait)
+
+
+# Drum bands (Hz) and how far a band's onset envelope must rise above its local mean (0-1
+# scale) to count as a hit: chosen on the even-numbered pieces of the tempo set with drums
+# (benchmarks/bench_tempo.py --drums), the odd-numbered ones held out (docs/transcribe.md)
+DRUM_BANDS = {36: (0.0, 150.0, 0.4), 38: (150.0, 5000.0, 0.3), 42: (5000.0, np.inf, 0.2)}
+KICK, SNARE, HAT = 36, 38, 42
+
+
 def drum_hits(percussive: np.ndarray, sample_rate_hz: int) -> list[tuple[float, int, int]]:
-    """(time s, GM drum pitch, velocity) for each percussive onset: kick, snare or hi-hat by
-    where the onset's energy lies (below 150 Hz, 150 Hz-5 kHz, above 5 kHz)."""
+    """(time s, GM drum pitch, velocity) for the hits of the percussive part, found band by
+    band: kick below 150 Hz, snare 150 Hz-5 kHz, hi-hat above 5 kHz, each from the rise of its
+    own band (spectral flux in dB), so a kick and a hat on one beat are both found (one onset
+    per frame, classified by band, found no hat at all once the lo-fi chain had dulled them).
+
+    A hit in one band that lands within 2 frames of a hit in the band below it, with a
+    relatively larger rise there, is the lower drum's spill (a kick's attack reaches the snare
+    band, a snare's rattle the hat band), not a drum of its own: snare spill needs twice the
+    hat band's relative rise, since hats so often play with the snare."""
     import librosa
 
-    envelope = librosa.onset.onset_strength(y=percussive, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
-    onsets_s = librosa.frames_to_time(
-        onset_frames(envelope, sample_rate_hz), sr=sample_rate_hz, hop_length=HOP_SAMPLES
-    )
-    if len(onsets_s) == 0:
-        return []
     spectrum = np.abs(librosa.stft(percussive, n_fft=1024, hop_length=HOP_SAMPLES))
+    if not spectrum.any():
+        return []
+    decibels = librosa.amplitude_to_db(spectrum, ref=float(spectrum.max()), top_db=80.0)
     freqs_hz = librosa.fft_frequencies(sr=sample_rate_hz, n_fft=1024)
-    frames = librosa.time_to_frames(onsets_s, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
-    frames = np.clip(frames, 0, spectrum.shape[1] - 1)
-    bands = [freqs_hz < 150, (freqs_hz >= 150) & (freqs_hz < 5000), freqs_hz >= 5000]
-    pitches = (36, 38, 42)
-    energy = np.stack([spectrum[band][:, frames].sum(axis=0) for band in bands])  # (3, n)
-    # weight the bands so that a flat spectrum does not always pick the widest band
-    widths = np.array([band.sum() for band in bands], float)
-    kinds = np.argmax(energy / widths[:, None], axis=0)
-    total = energy.sum(axis=0)
-    velocity = np.clip(np.round(40 + 87 * total / max(total.max(), 1e-9)), 1, 127)
-    return [
-        (float(t), pitches[k], int(v)) for t, k, v in zip(onsets_s, kinds, velocity, strict=True)
-    ]
+    rises = np.maximum(np.diff(decibels, axis=1, prepend=decibels[:, :1]), 0.0)
+    peaks, heights = {}, {}
+    for pitch, (low_hz, high_hz, delta) in DRUM_BANDS.items():
+        band = rises[(freqs_hz >= low_hz) & (freqs_hz < high_hz)]
+        unit = _unit(band.mean(axis=0)) if len(band) else None
+        if unit is None:
+            peaks[pitch], heights[pitch] = np.zeros(0, int), np.zeros(len(decibels[0]))
+            continue
+        peaks[pitch] = pick_peaks(unit, 3, 3, 10, 10, delta, wait=4)
+        heights[pitch] = unit
+
+    def own(pitch: int, other: int, spill: float) -> np.ndarray:
+        """`pitch`'s peaks that are not spill from the band `other`."""
+        others = peaks[other]
+        keep = []
+        for frame in peaks[pitch]:
+            near = others[np.abs(others - frame) <= 2]
+            if len(near) and heights[other][near[0]] * spill > heights[pitch][frame]:
+                continue
+            keep.append(frame)
+        return np.array(keep, int)
+
+    found = {KICK: peaks[KICK], SNARE: own(SNARE, KICK, 1.0), HAT: own(HAT, SNARE, 0.5)}
+    hits = []
+    for pitch, frames in found.items():
+        times = librosa.frames_to_time(frames, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
+        velocities = np.clip(np.round(40 + 87 * heights[pitch][frames]), 1, 127)
+        hits += [(float(t), pitch, int(v)) for t, v in zip(times, velocities, strict=True)]
+    return sorted(hits)
 
 
 def write_midi(

@@ -16,7 +16,9 @@ from midimix.transcribe_beats import (
     MIN_DRUM_SHARE,
     drum_hits,
     fold_tempo,
+    onset_frames,
     percussive_share,
+    pick_peaks,
     track_beats,
 )
 
@@ -85,3 +87,28 @@ def test_drum_free_piano_gets_no_drum_track(chorale_100: np.ndarray) -> None:
 
 def test_lofi_with_drums_passes_the_drum_gate(lofi_70: np.ndarray) -> None:
     assert percussive_share(ts.degrade(lofi_70, "lofi100"), ts.SAMPLE_RATE_HZ) >= MIN_DRUM_SHARE
+
+
+@pytest.mark.parametrize(
+    ("pre_max", "post_max", "pre_avg", "post_avg", "delta", "wait"),
+    [(1, 1, 4, 5, 0.07, 1), (3, 3, 10, 10, 0.2, 4), (3, 3, 10, 10, 0.4, 4)],
+)
+def test_numpy_peak_picking_picks_librosas_frames(
+    pre_max: int, post_max: int, pre_avg: int, post_avg: int, delta: float, wait: int
+) -> None:
+    """The drum bands' peak picker (and onset_frames, librosa's onset_detect defaults) gives
+    librosa.util.peak_pick's frames, without its numba gufunc and disk cache."""
+    import librosa
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.random(400).astype(np.float32) ** 3
+        ours = pick_peaks(x, pre_max, post_max, pre_avg, post_avg, delta, wait)
+        theirs = librosa.util.peak_pick(
+            x, pre_max=pre_max, post_max=post_max, pre_avg=pre_avg, post_avg=post_avg,
+            delta=delta, wait=wait,
+        )  # fmt: skip
+        assert ours.tolist() == theirs.tolist() and len(ours) > 5
+    envelope = rng.random(600).astype(np.float32) ** 2 * 10
+    expected = librosa.onset.onset_detect(onset_envelope=envelope, sr=ts.SAMPLE_RATE_HZ)
+    assert onset_frames(envelope, ts.SAMPLE_RATE_HZ).tolist() == expected.tolist()

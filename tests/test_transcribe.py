@@ -278,10 +278,23 @@ def test_drum_track_holds_the_percussive_onsets(tmp_path: Path) -> None:
     (kit,) = [inst for inst in out.instruments if inst.is_drum]
     assert {n.pitch for n in kit.notes} <= {36, 38, 42}
     (known,) = [inst for inst in midi.instruments if inst.is_drum]
-    reference = np.unique(np.round([n.start for n in known.notes], 4))
-    found = np.array([n.start for n in kit.notes])
-    f1, _, _ = mir_eval.onset.f_measure(reference, found, window=0.05)
-    assert f1 > 0.85  # measured 0.96 (56 onsets in 12 s)
+
+    def f1(reference: list[float], found: list[float]) -> float:
+        ref, est = np.unique(np.round(reference, 3)), np.unique(np.round(found, 3))
+        return float(mir_eval.onset.f_measure(ref, est, window=0.05)[0])
+
+    # every drum onset, whatever the kind: measured 0.98 (56 onsets in 12 s)
+    assert f1([n.start for n in known.notes], [n.start for n in kit.notes]) > 0.9
+    # by kind (the band of each): hats 0.99 and kicks 0.85; the snare band also rises with
+    # the dense hats at 140 BPM, so snares come out at 0.55 (30 found for 14)
+    by_kind = {
+        pitch: f1(
+            [n.start for n in known.notes if n.pitch == pitch],
+            [n.start for n in kit.notes if n.pitch == pitch],
+        )
+        for pitch in (36, 38, 42)
+    }
+    assert by_kind[42] > 0.9 and by_kind[36] > 0.75 and by_kind[38] > 0.45
 
 
 # -- long inputs: blocks of bounded memory, the same notes as one pass ---------------------
