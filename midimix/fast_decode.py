@@ -146,7 +146,8 @@ class LeanGPT2:
         self.keys = [layer[0] for layer in self.cache]  # (B, H, L, D) per layer
         self.values = [layer[1] for layer in self.cache]
         self.filled = 0  # positions of the cache in use
-        self.host = HostStep(self) if self.wte.device.type == "cpu" else None
+        on_host = self.wte.device.type == "cpu" and self.wte.dtype == torch.float32
+        self.host = HostStep(self) if on_host else None  # numpy has no bfloat16
 
     def embed_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, E) token embeddings (no position)."""
