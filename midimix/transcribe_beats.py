@@ -270,24 +270,14 @@ def _unit(envelope: np.ndarray) -> np.ndarray | None:
     return x if x.any() and np.all(np.isfinite(x)) else None
 
 
-def onset_frames(envelope: np.ndarray, sample_rate_hz: int) -> np.ndarray:
-    """The frames `librosa.onset.onset_detect` picks from an onset envelope with its defaults
-    (scaled to 0-1; the maximum of the 30 ms before it and itself, at least 0.07 above the
-    mean of 100 ms either side, 30 ms after the last onset); the same frames as librosa's on
-    the tempo set's clips."""
-    x = _unit(envelope)
-    if x is None:
-        return np.zeros(0, int)
-    frames_of = lambda seconds: int(seconds * sample_rate_hz // HOP_SAMPLES)  # noqa: E731
-    pre_avg, wait = frames_of(0.10), frames_of(0.03)
-    return pick_peaks(x, frames_of(0.03), 1, pre_avg, pre_avg + 1, 0.07, wait)
-
-
 # Drum bands (Hz) and how far a band's onset envelope must rise above its local mean (0-1
 # scale) to count as a hit: chosen on the even-numbered pieces of the tempo set with drums
 # (benchmarks/bench_tempo.py --drums), the odd-numbered ones held out (docs/transcribe.md)
-DRUM_BANDS = {36: (0.0, 150.0, 0.4), 38: (150.0, 5000.0, 0.3), 42: (5000.0, np.inf, 0.2)}
-KICK, SNARE, HAT = 36, 38, 42
+DRUM_BANDS = {
+    "kick": (0.0, 150.0, 0.4),
+    "snare": (150.0, 5000.0, 0.3),
+    "hat": (5000.0, np.inf, 0.2),
+}
 
 
 def drum_hits(percussive: np.ndarray, sample_rate_hz: int) -> list[tuple[float, int, int]]:
@@ -302,6 +292,8 @@ def drum_hits(percussive: np.ndarray, sample_rate_hz: int) -> list[tuple[float, 
     hat band's relative rise, since hats so often play with the snare."""
     import librosa
 
+    from midimix.drums import CLOSED_HAT, KICK, SNARE  # (symusic: not for --help)
+
     spectrum = np.abs(librosa.stft(percussive, n_fft=1024, hop_length=HOP_SAMPLES))
     if not spectrum.any():
         return []
@@ -309,32 +301,37 @@ def drum_hits(percussive: np.ndarray, sample_rate_hz: int) -> list[tuple[float, 
     freqs_hz = librosa.fft_frequencies(sr=sample_rate_hz, n_fft=1024)
     rises = np.maximum(np.diff(decibels, axis=1, prepend=decibels[:, :1]), 0.0)
     peaks, heights = {}, {}
-    for pitch, (low_hz, high_hz, delta) in DRUM_BANDS.items():
+    for name, (low_hz, high_hz, delta) in DRUM_BANDS.items():
         band = rises[(freqs_hz >= low_hz) & (freqs_hz < high_hz)]
         unit = _unit(band.mean(axis=0)) if len(band) else None
         if unit is None:
-            peaks[pitch], heights[pitch] = np.zeros(0, int), np.zeros(len(decibels[0]))
+            peaks[name], heights[name] = np.zeros(0, int), np.zeros(len(decibels[0]))
             continue
-        peaks[pitch] = pick_peaks(unit, 3, 3, 10, 10, delta, wait=4)
-        heights[pitch] = unit
+        peaks[name] = pick_peaks(unit, 3, 3, 10, 10, delta, wait=4)
+        heights[name] = unit
 
-    def own(pitch: int, other: int, spill: float) -> np.ndarray:
-        """`pitch`'s peaks that are not spill from the band `other`."""
+    def own(name: str, other: str, spill: float) -> np.ndarray:
+        """The band `name`'s peaks that are not spill from the band `other`."""
         others = peaks[other]
         keep = []
-        for frame in peaks[pitch]:
+        for frame in peaks[name]:
             near = others[np.abs(others - frame) <= 2]
-            if len(near) and heights[other][near[0]] * spill > heights[pitch][frame]:
+            if len(near) and heights[other][near[0]] * spill > heights[name][frame]:
                 continue
             keep.append(frame)
         return np.array(keep, int)
 
-    found = {KICK: peaks[KICK], SNARE: own(SNARE, KICK, 1.0), HAT: own(HAT, SNARE, 0.5)}
+    found = {
+        "kick": peaks["kick"],
+        "snare": own("snare", "kick", 1.0),
+        "hat": own("hat", "snare", 0.5),
+    }
+    pitches = {"kick": KICK, "snare": SNARE, "hat": CLOSED_HAT}  # General MIDI drum keys
     hits = []
-    for pitch, frames in found.items():
+    for name, frames in found.items():
         times = librosa.frames_to_time(frames, sr=sample_rate_hz, hop_length=HOP_SAMPLES)
-        velocities = np.clip(np.round(40 + 87 * heights[pitch][frames]), 1, 127)
-        hits += [(float(t), pitch, int(v)) for t, v in zip(times, velocities, strict=True)]
+        velocities = np.clip(np.round(40 + 87 * heights[name][frames]), 1, 127)
+        hits += [(float(t), pitches[name], int(v)) for t, v in zip(times, velocities, strict=True)]
     return sorted(hits)
 
 
