@@ -70,10 +70,14 @@ def _raw_audio(root: Path, count: int, seconds: float = 6.0) -> Path:
     return root
 
 
-def _wait_for_lines(path: Path, lines: int, process: subprocess.Popen[str]) -> int:
+def _kill_after_lines(path: Path, lines: int, process: subprocess.Popen[str]) -> int:
+    """Kill the run's process group once `path` has `lines` records; return the records it
+    had when it died (counted after the kill: the run keeps writing until the signal lands)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
         if path.exists() and path.read_text().count("\n") >= lines:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             return path.read_text().count("\n")
         time.sleep(0.01)
     raise AssertionError(f"{path} never reached {lines} lines (exit {process.poll()})")
@@ -116,9 +120,7 @@ def test_sigkill_during_prepare_then_rerun_gives_the_uninterrupted_outputs(
     assert done.returncode == 0, done.stderr
     clips = tmp_path / "b"
     process = _cli("prepare", "--raw-dir", str(raw), "--clips-dir", str(clips), *PREPARE)
-    at_kill = _wait_for_lines(clips / "manifest.jsonl", 1, process)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    at_kill = _kill_after_lines(clips / "manifest.jsonl", 1, process)
     assert at_kill < 10  # killed mid-run
     # what is there is complete: every clip under its final name reads back whole
     for path in clips.rglob("*.wav"):
@@ -153,9 +155,7 @@ def test_sigkill_during_a_batch_stage_then_rerun_matches(tmp_path: Path, stage: 
     assert done.returncode == 0, done.stderr
     out = tmp_path / "b"
     process = _cli(stage, *args(out))
-    at_kill = _wait_for_lines(out / "manifest.jsonl", 1, process)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    at_kill = _kill_after_lines(out / "manifest.jsonl", 1, process)
     assert at_kill < count  # killed mid-run
     again = _run(stage, *args(out))
     assert again.returncode == 0, again.stderr

@@ -5,6 +5,7 @@ tempo_set.py); no basic-pitch runs here except in the concurrency test."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -88,23 +89,38 @@ def test_lofi_with_drums_passes_the_drum_gate(lofi_70: np.ndarray) -> None:
     assert percussive_share(ts.degrade(lofi_70, "lofi100"), ts.SAMPLE_RATE_HZ) >= MIN_DRUM_SHARE
 
 
-@pytest.mark.parametrize(
-    ("pre_max", "post_max", "pre_avg", "post_avg", "delta", "wait"),
-    [(1, 1, 4, 5, 0.07, 1), (3, 3, 10, 10, 0.2, 4), (3, 3, 10, 10, 0.4, 4)],
-)
-def test_numpy_peak_picking_picks_librosas_frames(
-    pre_max: int, post_max: int, pre_avg: int, post_avg: int, delta: float, wait: int
-) -> None:
+PEAK_SETTINGS = [(1, 1, 4, 5, 0.07, 1), (3, 3, 10, 10, 0.2, 4), (3, 3, 10, 10, 0.4, 4)]
+LIBROSA_PEAKS = """
+import json, sys
+import numpy as np
+import librosa
+data = np.load(sys.argv[1])
+settings = json.loads(sys.argv[2])
+print(json.dumps([[librosa.util.peak_pick(x, pre_max=a, post_max=b, pre_avg=c, post_avg=d,
+                                          delta=e, wait=f).tolist() for x in data["x"]]
+                  for a, b, c, d, e, f in settings]))
+"""
+
+
+def test_numpy_peak_picking_picks_librosas_frames(tmp_path: Path) -> None:
     """The drum bands' peak picker gives librosa.util.peak_pick's frames (with the drum bands'
-    windows and with onset_detect's defaults), without its numba gufunc and disk cache."""
-    import librosa
+    windows and with onset_detect's defaults), without its numba gufunc and disk cache.
+    librosa runs in a child with a cache folder of its own: a gufunc compiled into a shared
+    cache by two processes at once can crash every later load of it (numba issue 10128)."""
+    import json
+    import subprocess
 
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        x = rng.random(400).astype(np.float32) ** 3
-        ours = pick_peaks(x, pre_max, post_max, pre_avg, post_avg, delta, wait)
-        theirs = librosa.util.peak_pick(
-            x, pre_max=pre_max, post_max=post_max, pre_avg=pre_avg, post_avg=post_avg,
-            delta=delta, wait=wait,
-        )  # fmt: skip
-        assert ours.tolist() == theirs.tolist() and len(ours) > 5
+    signals = (rng.random((20, 400)) ** 3).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=signals)
+    child = subprocess.run(
+        [sys.executable, "-c", LIBROSA_PEAKS, str(tmp_path / "x.npz"), json.dumps(PEAK_SETTINGS)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")},
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr
+    theirs = json.loads(child.stdout)
+    for setting, frames in zip(PEAK_SETTINGS, theirs, strict=True):
+        for x, expected in zip(signals, frames, strict=True):
+            ours = pick_peaks(x, *setting)
+            assert ours.tolist() == expected and len(ours) > 5
