@@ -13,7 +13,9 @@ feature distance to held-out pieces, for a model (the embedded one by default).
    between single-genre pieces and the genre's held-out (validation) pieces, set against the
    same distance between two random halves of the held-out pieces (the target is <= 2x),
    with the five features that hold most of it.
-`--raw` runs the same without the genre limits and the calibration map, for comparison.
+`--raw` runs the same without the genre limits, the calibration map and the genre keys, for
+comparison; `--no-genre-keys` without the genre keys only (pieces keep the key they were
+sampled in).
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def main() -> int:
     p.add_argument("--splits", type=Path, required=True, help="the token data set's splits.json")
     p.add_argument("--pieces", type=int, default=20, help="pieces per setting")
     p.add_argument("--bars", type=int, default=4)
-    p.add_argument("--raw", action="store_true", help="no genre limits, no calibration")
+    p.add_argument("--raw", action="store_true", help="no genre limits, calibration or keys")
+    p.add_argument("--no-genre-keys", action="store_true", help="pieces keep their sampled key")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args()
     model = resolve_model_dir(args.model)
@@ -107,6 +110,7 @@ def main() -> int:
         for n, setting in enumerate(settings(args.pieces)):
             config = GenerateConfig(**setting, bars=args.bars, seed=n, render=False, progress=False,
                                     genre_limits=not args.raw, calibrated=not args.raw,
+                                    genre_keys=not (args.raw or args.no_genre_keys),
                                     name=f"s{n}")  # fmt: skip
             for piece in generate(model, Path(tmp), config):
                 facts = midi_facts(piece.midi_path)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from midimix.errors import InputError
+from midimix.keys import key_shares
 
 META_FILE = "midimix.json"  # a model folder's record (midimix.model), where the stats live
 META_KEY = "genre_stats"
@@ -48,6 +49,7 @@ class PieceFacts:
     notes_per_onset: list[int] = field(default_factory=list)
     notes: int = 0
     duplicates: int = 0  # notes whose pitch already started at the same onset
+    pitch_classes: list[int] = field(default_factory=lambda: [0] * 12)  # notes per class
 
 
 def piece_facts(tokens: Iterable[str]) -> PieceFacts:
@@ -68,6 +70,8 @@ def piece_facts(tokens: Iterable[str]) -> PieceFacts:
         elif kind.startswith(NOTE_PREFIX) and value.lstrip("-").isdigit():
             onset.append(int(value))
             facts.notes += 1
+            if kind == NOTE_PREFIX:  # drums have no key
+                facts.pitch_classes[int(value) % 12] += 1
         elif kind == "Tempo":
             facts.tempos_bpm.append(float(value))
         elif kind == "TimeSig":
@@ -87,6 +91,9 @@ class GenreStats:
     tempo_bpm_p50: float | None
     tempo_bpm_p95: float | None
     time_signatures: dict[str, float]  # share of pieces whose first signature it is
+    # share of the pieces (before augmentation) in each key, "C major", "A minor"...; empty for
+    # a model trained before keys were stored
+    keys: dict[str, float] = field(default_factory=dict)
 
     @property
     def onset_cap(self) -> int:
@@ -94,8 +101,13 @@ class GenreStats:
         return max(1, math.ceil(self.notes_per_onset_p99))
 
 
-def genre_stats(pieces: Iterable[PieceFacts]) -> GenreStats:
+def genre_stats(
+    pieces: Iterable[PieceFacts], originals: Iterable[PieceFacts] | None = None
+) -> GenreStats:
+    """The statistics of one genre's pieces; its keys from `originals` when given (the pieces
+    without their transposed copies, which would spread the keys over their neighbours)."""
     pieces = list(pieces)
+    keyed = pieces if originals is None else list(originals)
     firsts = [p.tempos_bpm[0] for p in pieces if p.tempos_bpm]
     onsets = [n for p in pieces for n in p.notes_per_onset]
     notes = sum(p.notes for p in pieces)
@@ -113,19 +125,32 @@ def genre_stats(pieces: Iterable[PieceFacts]) -> GenreStats:
         time_signatures={
             sig: round(n / total, 4) for sig, n in sigs.most_common() if n / total >= 0.001
         },
+        keys=key_shares([p.pitch_classes for p in keyed]),
     )
 
 
 def compute_stats(
-    sequences: Iterable[tuple[str, Sequence[int]]], base_tokens: Sequence[Sequence[str]]
+    sequences: Iterable[tuple[str, Sequence[int]]],
+    base_tokens: Sequence[Sequence[str]],
+    originals: Iterable[tuple[str, Sequence[int]]] | None = None,
 ) -> dict[str, GenreStats]:
     """{genre: stats} from (genre, ids) sequences; `base_tokens[id]` lists the base tokens
-    behind an id (one without BPE, several with it)."""
-    by_genre: dict[str, list[PieceFacts]] = {}
-    for genre, ids in sequences:
-        tokens = (tok for i in ids if 0 <= i < len(base_tokens) for tok in base_tokens[i])
-        by_genre.setdefault(genre, []).append(piece_facts(tokens))
-    return {genre: genre_stats(pieces) for genre, pieces in sorted(by_genre.items())}
+    behind an id (one without BPE, several with it). The keys come from `originals` when
+    given: the same pieces without their augmented copies."""
+
+    def facts(rows: Iterable[tuple[str, Sequence[int]]]) -> dict[str, list[PieceFacts]]:
+        by_genre: dict[str, list[PieceFacts]] = {}
+        for genre, ids in rows:
+            tokens = (tok for i in ids if 0 <= i < len(base_tokens) for tok in base_tokens[i])
+            by_genre.setdefault(genre, []).append(piece_facts(tokens))
+        return by_genre
+
+    by_genre = facts(sequences)
+    keyed = None if originals is None else facts(originals)
+    return {
+        genre: genre_stats(pieces, None if keyed is None else keyed.get(genre, []))
+        for genre, pieces in sorted(by_genre.items())
+    }
 
 
 def stats_to_dict(stats: Mapping[str, GenreStats]) -> dict[str, Any]:
@@ -231,4 +256,6 @@ def midi_facts(path: Path) -> PieceFacts:
         facts.notes_per_onset.append(len(pitches))
         facts.notes += len(pitches)
         facts.duplicates += len(pitches) - len(set(pitches))
+        for pitch in pitches:
+            facts.pitch_classes[pitch % 12] += 1
     return facts

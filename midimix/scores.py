@@ -106,6 +106,22 @@ def augment(
     return out
 
 
+def transpose_in_range(score: ScoreTick, semitones: int) -> ScoreTick:
+    """A copy with its pitched notes moved by `semitones`; a note the shift would take outside
+    the piano range goes an octave back in (drums untouched)."""
+    out = score.copy()
+    for track in out.tracks:
+        if semitones and not track.is_drum:
+            for note in track.notes:
+                pitch = note.pitch + semitones
+                while pitch > MAX_PITCH:
+                    pitch -= 12
+                while pitch < MIN_PITCH:
+                    pitch += 12
+                note.pitch = pitch
+    return out
+
+
 def augment_plan(
     item_id: str,
     bounds: tuple[int, int] | None,

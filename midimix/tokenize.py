@@ -154,8 +154,11 @@ def split_sources(
     return out
 
 
-def load_sequences(tokens_dir: Path, split: str) -> list[tuple[str, list[int]]]:
-    """(genre, body ids) of every sequence of a split ('train' includes augmented copies)."""
+def load_sequences(
+    tokens_dir: Path, split: str, copies: bool = True
+) -> list[tuple[str, list[int]]]:
+    """(genre, body ids) of every sequence of a split ('train' includes augmented copies
+    unless `copies` is off)."""
     check_choice("split", split, SPLITS)
     path = Path(tokens_dir) / SEQUENCES_FILE
     if not path.is_file():
@@ -164,7 +167,7 @@ def load_sequences(tokens_dir: Path, split: str) -> list[tuple[str, list[int]]]:
     with open(path, encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
-            if row["split"] == split:
+            if row["split"] == split and (copies or row.get("augment") is None):
                 out.append((row["genre"], [int(i) for i in row["ids"]]))
     return out
 

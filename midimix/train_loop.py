@@ -43,6 +43,7 @@ class TrainData:
     train: list[tuple[str, list[int]]]
     validation: list[tuple[str, list[int]]]
     sha256: dict[str, str]  # of the token files, so that a resume can refuse other data
+    originals: list[tuple[str, list[int]]]  # the training pieces without augmented copies
 
 
 def load_data(tokens_dir: Path) -> TrainData:
@@ -69,7 +70,8 @@ def load_data(tokens_dir: Path) -> TrainData:
             f"genre (with --validation-fraction above 0)"
         )
     sha = {name: sha256_file(tokens_dir / name) for name in (SEQUENCES_FILE, TOKENIZER_FILE)}
-    return TrainData(tokenizer, train, validation, sha)
+    originals = [(g, ids) for g, ids in load_sequences(tokens_dir, "train", copies=False) if ids]
+    return TrainData(tokenizer, train, validation, sha, originals)
 
 
 def epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
@@ -189,7 +191,11 @@ class TrainingRun:
             self.tok.vocab_size,
         )
         self.genre_stats = stats_to_dict(  # what generation keeps its pieces within
-            compute_stats(data.train, [self.tok.base_tokens(i) for i in range(self.tok.vocab_size)])
+            compute_stats(
+                data.train,
+                [self.tok.base_tokens(i) for i in range(self.tok.vocab_size)],
+                data.originals,
+            )
         )
         self.log: CsvLog | None = None
         self.tokens_seen, self.step_seconds = 0, 0.0  # this call's training throughput

@@ -31,7 +31,11 @@ def main() -> int:
     base = [model_tok.base_tokens(i) for i in range(model_tok.vocab_size)]
     if base != [data_tok.base_tokens(i) for i in range(data_tok.vocab_size)]:
         sys.exit("error: the token data set's vocabulary is not the model's; give its tokens")
-    stats = compute_stats(load_sequences(args.tokens_dir, "train"), base)
+    stats = compute_stats(
+        load_sequences(args.tokens_dir, "train"),
+        base,
+        load_sequences(args.tokens_dir, "train", copies=False),
+    )
     meta_path = args.model_dir / "midimix.json"
     meta = json.loads(meta_path.read_text())
     meta["genre_stats"] = stats_to_dict(stats)
@@ -40,7 +44,8 @@ def main() -> int:
         print(
             f"{genre}: {s.pieces} pieces, tempo {s.tempo_bpm_p5:g}-{s.tempo_bpm_p95:g} BPM "
             f"(5th-95th percentile), notes per onset p99 {s.notes_per_onset_p99:g}, "
-            f"duplicates {s.duplicate_share:.2%}, time signatures {s.time_signatures}"
+            f"duplicates {s.duplicate_share:.2%}, time signatures {s.time_signatures}, "
+            f"keys {s.keys}"
         )
     print(f"wrote {meta_path}")
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import random
 import re
 import sys
 import time
@@ -44,7 +45,8 @@ from midimix.generate.config import (
 )
 from midimix.generate.limits import bar_limits
 from midimix.generate.prompt import load_prompt, prompt_ids, prompt_kind, splice, transcribe_prompt
-from midimix.genre_stats import mix_median_tempo, stats_from_meta
+from midimix.genre_stats import mix_median_tempo, piece_facts, stats_from_meta
+from midimix.keys import mix_key_shares, shift_to_genre_key
 from midimix.options import add_config_arguments, field_comments, stage_parser
 from midimix.sampler import (
     MixPlan,
@@ -54,6 +56,7 @@ from midimix.sampler import (
     sample_tokens,
     tokenizer_grammar,
 )
+from midimix.scores import transpose_in_range
 
 if TYPE_CHECKING:
     import torch
@@ -239,7 +242,8 @@ def generate(
             f"the tokenizer of {folder} has no Genre_<name> tokens, so it cannot be conditioned "
             "on a genre; use a model trained by `python -m midimix.train`"
         )
-    stats = stats_from_meta(meta) if config.genre_limits else None  # midimix.json, read once
+    stored_stats = stats_from_meta(meta)  # midimix.json, read once
+    stats = stored_stats if config.genre_limits else None
     used, table = weight_table(config, tokenizer.genres, DEFAULT_BARS)
     mean_mix = dict(zip(used, table.mean(dim=0).tolist(), strict=True))
     n_bars = config.bars_at(None if stats is None else mix_median_tempo(stats, mean_mix))
@@ -291,6 +295,7 @@ def generate(
     record["wall_seconds"] = round(wall_seconds, 3)
     record["tokens_per_second"] = round(sum(map(len, result.ids)) / max(wall_seconds, 1e-9), 1)
     audio = render_audio if config.render else None
+    keys = mix_keys(stored_stats, mean_mix) if config.genre_keys and not prompt else {}
     return [
         _write_piece(
             tokenizer,
@@ -298,11 +303,29 @@ def generate(
             ids,
             result.bars[s],
             out_dir / output_stem(config, record["weights"], s),
-            record,
+            {**record, "transposed_semitones": key_shift(tokenizer, ids, keys, config.seed, s)},
             audio,
         )
         for s, ids in enumerate(result.ids)
     ]
+
+
+def mix_keys(stats: dict[str, Any] | None, mix: dict[str, float]) -> dict[str, float]:
+    """The keys the genres of a mix use, weighted by the mix ({} for a model without them)."""
+    if not stats:
+        return {}
+    return mix_key_shares({g: s.keys for g, s in stats.items()}, mix)
+
+
+def key_shift(
+    tokenizer: GenreTokenizer, ids: list[int], keys: dict[str, float], seed: int, sample: int
+) -> int:
+    """Semitones that move sampled piece `sample` to a key its genres use (0 without keys);
+    drawn from its own generator, so the shift of a seed is the same whatever else ran."""
+    if not keys:
+        return 0
+    facts = piece_facts(tok for i in ids for tok in tokenizer.base_tokens(i))
+    return shift_to_genre_key(facts.pitch_classes, keys, random.Random(seed * 1_000_003 + sample))
 
 
 def provenance(
@@ -397,7 +420,7 @@ def _write_piece(
     provenance_path = stem_path.with_name(stem_path.name + ".json")
     drop_stale_audio(provenance_path)  # before the new MIDI: never new MIDI beside old audio
     if prompt_score is None:
-        score = tokenizer.decode(ids)
+        score = transpose_in_range(tokenizer.decode(ids), record.get("transposed_semitones", 0))
     else:
         score = splice(prompt_score, tokenizer, prompt_ids, new_ids)
     with atomic_path(midi_path) as tmp:

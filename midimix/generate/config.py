@@ -67,6 +67,10 @@ class GenerateConfig:
     # keep each bar inside what its mix's genres hold in their training data (notes per
     # onset up to the 99th percentile, tempo in the 5th-95th percentile range, their time
     # signatures), from the statistics stored in the model folder
+    genre_keys: bool = field(default=True, metadata=_HOW)
+    # move each new piece (without a prompt) by at most a tritone to a key its genres' training
+    # pieces use, of the mode it was sampled in (training transposes pieces, so the model
+    # spreads them over every key); off: the key as sampled
     temperature: float = field(default=1.0, metadata=_SAMPLING)
     # sampling temperature; 1: the model's own distribution
     top_k: int = field(default=0, metadata=_SAMPLING)
