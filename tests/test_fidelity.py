@@ -60,3 +60,31 @@ def test_without_limits_the_stacks_grow(tmp_path: Path) -> None:
         pieces = generate(out_dir=tmp_path, config=config)
         stacks[limits] = max(max(midi_facts(p.midi_path).notes_per_onset) for p in pieces)
     assert stacks[True] <= mix_onset_cap(stats, weights) < stacks[False]
+
+
+def test_genre_keys_put_classical_pieces_in_the_keys_of_its_training_pieces(
+    tmp_path: Path,
+) -> None:
+    """Training transposes its pieces, so the model spreads classical over every key; with the
+    genre keys the pieces land in the keys the classical training pieces use (their six
+    commonest hold 69% of them), without them far less often."""
+    import json
+
+    from midimix.keys import estimate_key, key_label
+
+    stats = load_stats(resolve_model_dir(None))
+    assert stats is not None
+    keys_by_share = sorted(stats["classical"].keys, key=lambda k: -stats["classical"].keys[k])
+    common = set(keys_by_share[:6])
+    assert sum(stats["classical"].keys[k] for k in common) > 0.6
+    shares = {}
+    for keys in (True, False):
+        config = GenerateConfig(genre_mix={"classical": 1.0}, bars=4, num_samples=32, seed=5,
+                                genre_keys=keys, name=f"keys-{keys}", render=False)  # fmt: skip
+        pieces = generate(out_dir=tmp_path, config=config)
+        found = [estimate_key(midi_facts(p.midi_path).pitch_classes) for p in pieces]
+        labels = [key_label(*k) for k in found if k is not None]
+        shares[keys] = sum(label in common for label in labels) / len(pieces)
+        moved = [json.loads(p.provenance_path.read_text())["transposed_semitones"] for p in pieces]
+        assert all(-6 <= m <= 5 for m in moved) and (any(moved) == keys)
+    assert shares[True] >= 0.5 and shares[True] >= shares[False] + 0.2  # 0.69 and 0.31
