@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ META_KEY = "genre_stats"
 MOVE_TYPES = ("Bar", "Position", "TimeShift")  # tokens after which notes start at a new onset
 NOTE_PREFIX = "Pitch"  # Pitch_60; PitchDrum too (drums are dropped by the default tokenizer)
 TEMPO_PERCENTILES = (5.0, 95.0)  # the range a genre's pieces are kept in
+GRID_TOLERANCE = 1.02  # tempo tokens sit on a coarse grid: a bin this close to a range is in it
 MIN_TIME_SIG_SHARE = 0.02  # rarer time signatures count as noise of the source files
 
 
@@ -94,6 +96,9 @@ class GenreStats:
     # share of the pieces (before augmentation) in each key, "C major", "A minor"...; empty for
     # a model trained before keys were stored
     keys: dict[str, float] = field(default_factory=dict)
+    # share of the pieces whose first tempo is each value ("76.15": 0.3...); empty for a model
+    # trained before they were stored
+    tempo_shares: dict[str, float] = field(default_factory=dict)
 
     @property
     def onset_cap(self) -> int:
@@ -126,6 +131,9 @@ def genre_stats(
             sig: round(n / total, 4) for sig, n in sigs.most_common() if n / total >= 0.001
         },
         keys=key_shares([p.pitch_classes for p in keyed]),
+        tempo_shares={
+            f"{bpm:g}": round(n / len(firsts), 4) for bpm, n in sorted(Counter(firsts).items())
+        },
     )
 
 
@@ -214,6 +222,24 @@ def mix_tempo_range(
     low = _weighted_mean(stats, weights, "tempo_bpm_p5")
     high = _weighted_mean(stats, weights, "tempo_bpm_p95")
     return (0.0, math.inf) if low is None or high is None else (low, high)
+
+
+def draw_mix_tempo(
+    stats: Mapping[str, GenreStats], weights: Mapping[str, float], rng: random.Random
+) -> float | None:
+    """A tempo for a piece whose model stated none: drawn from the genres' first tempos
+    (each genre's shares times its weight) inside the mix's range; the mix's median tempo when
+    the genres store no shares or none lies inside (None without tempo statistics)."""
+    low, high = mix_tempo_range(stats, weights)
+    shares: dict[float, float] = {}
+    for genre, weight in weights.items():
+        if weight > 0 and genre in stats:
+            for bpm, share in stats[genre].tempo_shares.items():
+                if low / GRID_TOLERANCE <= float(bpm) <= high * GRID_TOLERANCE:
+                    shares[float(bpm)] = shares.get(float(bpm), 0.0) + weight * share
+    if not shares:
+        return mix_median_tempo(stats, weights)
+    return rng.choices(list(shares), weights=list(shares.values()))[0]
 
 
 def mix_median_tempo(stats: Mapping[str, GenreStats], weights: Mapping[str, float]) -> float | None:

@@ -371,12 +371,17 @@ class RowLimits:
 
     onset_cap: torch.Tensor  # (B,) long: most notes on one onset
     allowed: torch.Tensor  # (B, V) bool: ids whose tempo / time signature the mix allows
+    tempo_first: bool = False  # a tempo at the first Position even if the model writes none
 
 
 def onset_and_value_mask(g: Grammar, st: GrammarState, limits: RowLimits | None) -> torch.Tensor:
     """(B, V) bool: no pitch started twice on one onset; with limits, no more notes on an
     onset than the cap, only tempos and time signatures of the mix, and a tempo of the mix at
-    the first Position of the piece (or of a bar whose mix no longer allows the tempo)."""
+    the next Position of a bar whose mix no longer allows the tempo stated (with
+    `tempo_first`, also at the first Position of a piece that states none). A piece may start
+    without a tempo, as the training windows that begin mid-piece do: forcing one there made
+    pieces sound like openings, thinner than the genre's (docs/generate.md); generation then
+    writes the genres' median tempo."""
     shared = st.onset_pitches.float() @ g.onset_matrix  # (B, V) pitches in common
     ok = shared == 0
     if limits is None:
@@ -386,7 +391,8 @@ def onset_and_value_mask(g: Grammar, st: GrammarState, limits: RowLimits | None)
     ok &= g.no_adds | (g.onset_adds <= room)
     ok &= limits.allowed
     current = limits.allowed.gather(1, st.tempo_id.clamp(min=0).unsqueeze(1)).squeeze(1)
-    need_tempo = ((st.tempo_id < 0) | ~current) & g.tempo_follows[st.state]
+    stated = st.tempo_id >= 0
+    need_tempo = ((stated & ~current) | (~stated & limits.tempo_first)) & g.tempo_follows[st.state]
     tempo_ok = ok & g.has_tempo.unsqueeze(0) & g.allowed[st.state]
     force = need_tempo & tempo_ok.any(dim=1)
     return torch.where(force.unsqueeze(1), tempo_ok, ok)
@@ -481,9 +487,10 @@ class BarLimits:
 
     onset_cap: torch.Tensor  # (n_bars,) long
     allowed: torch.Tensor  # (n_bars, V) bool
+    tempo_first: bool = False  # see RowLimits: on for a schedule, whose tempo must move
 
     def rows(self, bar_index: torch.Tensor) -> RowLimits:
-        return RowLimits(self.onset_cap[bar_index], self.allowed[bar_index])
+        return RowLimits(self.onset_cap[bar_index], self.allowed[bar_index], self.tempo_first)
 
 
 def value_mask(

@@ -122,6 +122,16 @@ def transpose_in_range(score: ScoreTick, semitones: int) -> ScoreTick:
     return out
 
 
+def with_tempo(score: ScoreTick, qpm: float) -> ScoreTick:
+    """A copy whose only tempo is `qpm` from the start."""
+    from symusic.core import TempoTick
+
+    out = score.copy()
+    out.tempos.clear()
+    out.tempos.append(TempoTick(0, qpm))
+    return out
+
+
 def augment_plan(
     item_id: str,
     bounds: tuple[int, int] | None,

@@ -10,6 +10,7 @@ import pytest
 from midimix.genre_stats import (
     GenreStats,
     compute_stats,
+    draw_mix_tempo,
     load_stats,
     mix_onset_cap,
     mix_tempo_range,
@@ -72,3 +73,24 @@ def test_stats_round_trip_through_the_model_folder(tmp_path) -> None:  # type: i
     (tmp_path / "midimix.json").write_text(json.dumps({"genre_stats": stats_to_dict(stats)}))
     assert load_stats(tmp_path) == stats
     assert load_stats(tmp_path / "missing") is None
+
+
+def test_a_piece_without_a_tempo_draws_one_of_its_genres() -> None:
+    import random
+    from collections import Counter
+
+    lofi = _stats(61.44, 84.77, 7.0, {"4/4": 1.0})
+    lofi.tempo_shares = {"61.44": 0.25, "84.77": 0.75}
+    classical = _stats(94.37, 144.96, 5.0, {"4/4": 1.0})
+    classical.tempo_shares = {"116.96": 0.9, "200": 0.1}  # 200: outside its 5th-95th range
+    stats = {"lofi": lofi, "classical": classical}
+    rng = random.Random(0)
+    drawn = Counter(draw_mix_tempo(stats, {"lofi": 1.0}, rng) for _ in range(4000))
+    assert set(drawn) == {61.44, 84.77}
+    assert drawn[84.77] / 4000 == pytest.approx(0.75, abs=0.03)
+    assert {draw_mix_tempo(stats, {"classical": 1.0}, rng) for _ in range(200)} == {116.96}
+    # a mix draws inside its own range (77.9-114.9 BPM, the grid's nearest bins count)
+    mixed = {draw_mix_tempo(stats, {"lofi": 0.5, "classical": 0.5}, rng) for _ in range(200)}
+    assert mixed == {84.77, 116.96}
+    lofi.tempo_shares = {}  # a model trained before the shares were stored: the median
+    assert draw_mix_tempo(stats, {"lofi": 1.0}, rng) == lofi.tempo_bpm_p50

@@ -260,17 +260,39 @@ def test_value_mask_keeps_the_mix_tempos_and_time_signatures(tokenizer: GenreTok
     assert sum(bool(narrow[i]) for t, i in vocab.items() if t.startswith("Tempo_")) == 1
 
 
-def test_the_first_position_takes_a_tempo_of_the_mix(tokenizer: GenreTokenizer) -> None:
+def test_tempos_of_the_mix_and_a_tempo_first_only_for_a_schedule(
+    tokenizer: GenreTokenizer,
+) -> None:
     g = tokenizer_grammar(tokenizer)
     vocab = tokenizer.miditok.vocab
     types = tokenizer.token_types()
     base = [tokenizer.base_tokens(i) for i in range(tokenizer.vocab_size)]
-    limits = _limits(g, 7, value_mask(base, (61.44, 84.77), {"4/4"}))
-    st = _state(g, "Duration")
-    _feed(g, st, vocab, "Bar_None", "TimeSig_4/4", "Position_0")
-    allowed = grammar_mask(g, st, None, 1000, limits)[0].nonzero()[:, 0].tolist()
+    lofi_tempos = value_mask(base, (61.44, 84.77), {"4/4"})
+
+    def first_position(tempo_first: bool) -> list[int]:
+        limits = _limits(g, 7, lofi_tempos)
+        limits.tempo_first = tempo_first
+        st = _state(g, "Duration")
+        _feed(g, st, vocab, "Bar_None", "TimeSig_4/4", "Position_0")
+        return grammar_mask(g, st, None, 1000, limits)[0].nonzero()[:, 0].tolist()
+
+    # one mix: the piece may start without a tempo, as training windows do; any tempo it
+    # states is one of the mix's
+    allowed = first_position(tempo_first=False)
+    assert {"Tempo", "Pitch"} <= {types[i] for i in allowed}
+    tempos = [float(base[i][0].split("_")[1]) for i in allowed if types[i] == "Tempo"]
+    assert tempos and all(60.0 <= t <= 86.5 for t in tempos)
+    # a schedule states its tempo first, so that it can move with the mix
+    allowed = first_position(tempo_first=True)
     assert {types[i] for i in allowed} == {"Tempo"}
-    assert all(60.0 <= float(tokenizer.base_tokens(i)[0].split("_")[1]) <= 86.5 for i in allowed)
-    _feed(g, st, vocab, tokenizer.base_tokens(allowed[0])[0])  # once set, notes may follow
-    kinds = {types[i] for i in grammar_mask(g, st, None, 1000, limits)[0].nonzero()[:, 0]}
+    # a stated tempo that the bar's mix no longer allows is replaced at the next Position
+    classical = _limits(g, 7, value_mask(base, (94.37, 144.96), None))
+    st = _state(g, "Duration")
+    _feed(g, st, vocab, "Bar_None", "TimeSig_4/4", "Position_0", "Tempo_76.15", "Pitch_60",
+          "Velocity_63", "Duration_1.0.4", "Bar_None", "TimeSig_4/4", "Position_0")  # fmt: skip
+    allowed = grammar_mask(g, st, None, 1000, classical)[0].nonzero()[:, 0].tolist()
+    assert {types[i] for i in allowed} == {"Tempo"}
+    assert all(92.0 <= float(base[i][0].split("_")[1]) <= 148.0 for i in allowed)
+    _feed(g, st, vocab, base[allowed[0]][0])  # once set, notes may follow
+    kinds = {types[i] for i in grammar_mask(g, st, None, 1000, classical)[0].nonzero()[:, 0]}
     assert "Pitch" in kinds

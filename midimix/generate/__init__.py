@@ -45,7 +45,7 @@ from midimix.generate.config import (
 )
 from midimix.generate.limits import bar_limits
 from midimix.generate.prompt import load_prompt, prompt_ids, prompt_kind, splice, transcribe_prompt
-from midimix.genre_stats import mix_median_tempo, piece_facts, stats_from_meta
+from midimix.genre_stats import draw_mix_tempo, mix_median_tempo, piece_facts, stats_from_meta
 from midimix.keys import mix_key_shares, shift_to_genre_key
 from midimix.options import add_config_arguments, field_comments, stage_parser
 from midimix.sampler import (
@@ -56,7 +56,7 @@ from midimix.sampler import (
     sample_tokens,
     tokenizer_grammar,
 )
-from midimix.scores import transpose_in_range
+from midimix.scores import transpose_in_range, with_tempo
 
 if TYPE_CHECKING:
     import torch
@@ -296,18 +296,28 @@ def generate(
     record["tokens_per_second"] = round(sum(map(len, result.ids)) / max(wall_seconds, 1e-9), 1)
     audio = render_audio if config.render else None
     keys = mix_keys(stored_stats, mean_mix) if config.genre_keys and not prompt else {}
-    return [
-        _write_piece(
-            tokenizer,
-            (prompt, prompt_score),
-            ids,
-            result.bars[s],
-            out_dir / output_stem(config, record["weights"], s),
-            {**record, "transposed_semitones": key_shift(tokenizer, ids, keys, config.seed, s)},
-            audio,
+    pieces = []
+    for s, ids in enumerate(result.ids):
+        # a piece that states no tempo gets one of its genres' (see onset_and_value_mask)
+        tempo = None
+        if stats is not None and not prompt and not states_tempo(tokenizer, ids):
+            tempo = draw_mix_tempo(stats, mean_mix, random.Random(f"tempo-{config.seed}-{s}"))
+        piece_record = {
+            **record,
+            "transposed_semitones": key_shift(tokenizer, ids, keys, config.seed, s),
+            "tempo_from_genres": None if tempo is None else round(tempo, 2),
+        }
+        stem = out_dir / output_stem(config, record["weights"], s)
+        pieces.append(
+            _write_piece(
+                tokenizer, (prompt, prompt_score), ids, result.bars[s], stem, piece_record, audio
+            )  # fmt: skip
         )
-        for s, ids in enumerate(result.ids)
-    ]
+    return pieces
+
+
+def states_tempo(tokenizer: GenreTokenizer, ids: list[int]) -> bool:
+    return any(t.startswith("Tempo_") for i in ids for t in tokenizer.base_tokens(i))
 
 
 def mix_keys(stats: dict[str, Any] | None, mix: dict[str, float]) -> dict[str, float]:
@@ -421,6 +431,8 @@ def _write_piece(
     drop_stale_audio(provenance_path)  # before the new MIDI: never new MIDI beside old audio
     if prompt_score is None:
         score = transpose_in_range(tokenizer.decode(ids), record.get("transposed_semitones", 0))
+        if record.get("tempo_from_genres"):
+            score = with_tempo(score, record["tempo_from_genres"])
     else:
         score = splice(prompt_score, tokenizer, prompt_ids, new_ids)
     with atomic_path(midi_path) as tmp:

@@ -46,4 +46,6 @@ def bar_limits(
         cap, mask = cache[key]
         caps.append(cap)
         masks.append(mask)
-    return BarLimits(torch.tensor(caps, dtype=torch.long), torch.stack(masks))
+    # a schedule states its tempo from the start, so that the tempo can follow the mix
+    moving = len(cache) > 1
+    return BarLimits(torch.tensor(caps, dtype=torch.long), torch.stack(masks), moving)
