@@ -4,6 +4,7 @@ genres in the mix."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,9 @@ def test_pieces_stay_inside_their_genres(tmp_path: Path, mix: str) -> None:
         assert facts.tempos_bpm, "every piece states its tempo"
         assert all(low / GRID_TOLERANCE <= t <= high * GRID_TOLERANCE for t in facts.tempos_bpm)
         assert set(facts.time_signatures) <= signatures
+        drawn = json.loads(piece.provenance_path.read_text())["tempo_from_genres"]
+        if drawn is not None:  # the model stated no tempo: the MIDI has the drawn one alone
+            assert facts.tempos_bpm == [pytest.approx(drawn, abs=0.01)]
 
 
 def test_without_limits_the_stacks_grow(tmp_path: Path) -> None:
@@ -68,8 +72,6 @@ def test_genre_keys_put_classical_pieces_in_the_keys_of_its_training_pieces(
     """Training transposes its pieces, so the model spreads classical over every key; with the
     genre keys the pieces land in the keys the classical training pieces use (their six
     commonest hold 69% of them), without them far less often."""
-    import json
-
     from midimix.keys import estimate_key, key_label
 
     stats = load_stats(resolve_model_dir(None))
