@@ -296,3 +296,24 @@ def test_tempos_of_the_mix_and_a_tempo_first_only_for_a_schedule(
     _feed(g, st, vocab, base[allowed[0]][0])  # once set, notes may follow
     kinds = {types[i] for i in grammar_mask(g, st, None, 1000, classical)[0].nonzero()[:, 0]}
     assert "Pitch" in kinds
+
+
+def test_the_product_mix_of_logits_is_the_product_of_log_probabilities() -> None:
+    """The fast path (weights times raw logits) samples from the same distribution as the
+    weighted sum of log-softmaxes: the scores differ by a constant per row."""
+    from midimix.generate import MixPlan
+    from midimix.sampler import _mixed_scores
+    from midimix.sampling import combine_logprobs
+
+    torch.manual_seed(0)
+    logits = torch.randn(3 * 2, 50) * 4  # 3 samples x 2 genres
+    table = torch.tensor([[1.0, 0.0], [0.7, 0.3], [0.0, 1.0]])
+    plan = MixPlan(method="logits", genre_ids=[3, 4], weights=table, rule="product",
+                   guidance=0.0, any_id=5, limits=None)  # fmt: skip
+    fast = _mixed_scores(logits, plan, table, torch.arange(3))
+    logp = torch.log_softmax(logits, dim=-1).view(3, 2, 50)
+    exact = combine_logprobs(logp, table, "product")
+    assert torch.allclose(fast.softmax(-1), exact.softmax(-1), atol=1e-6)
+    offset = fast - exact
+    assert torch.allclose(offset, offset[:, :1].expand_as(offset), atol=1e-4)
+    assert torch.equal(fast.argmax(-1), exact.argmax(-1))
