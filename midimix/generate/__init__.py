@@ -45,7 +45,13 @@ from midimix.generate.config import (
 )
 from midimix.generate.limits import bar_limits
 from midimix.generate.prompt import load_prompt, prompt_ids, prompt_kind, splice, transcribe_prompt
-from midimix.genre_stats import draw_mix_tempo, mix_median_tempo, piece_facts, stats_from_meta
+from midimix.genre_stats import (
+    GenreStats,
+    draw_mix_tempo,
+    mix_median_tempo,
+    piece_facts,
+    stats_from_meta,
+)
 from midimix.keys import mix_key_shares, shift_to_genre_key
 from midimix.options import add_config_arguments, field_comments, stage_parser
 from midimix.sampler import (
@@ -311,7 +317,7 @@ def generate(
         pieces.append(
             _write_piece(
                 tokenizer, (prompt, prompt_score), ids, result.bars[s], stem, piece_record, audio
-            )  # fmt: skip
+            )
         )
     return pieces
 
@@ -320,7 +326,7 @@ def states_tempo(tokenizer: GenreTokenizer, ids: list[int]) -> bool:
     return any(t.startswith("Tempo_") for i in ids for t in tokenizer.base_tokens(i))
 
 
-def mix_keys(stats: dict[str, Any] | None, mix: dict[str, float]) -> dict[str, float]:
+def mix_keys(stats: dict[str, GenreStats] | None, mix: dict[str, float]) -> dict[str, float]:
     """The keys the genres of a mix use, weighted by the mix ({} for a model without them)."""
     if not stats:
         return {}
