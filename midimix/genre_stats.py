@@ -27,7 +27,7 @@ META_KEY = "genre_stats"
 MOVE_TYPES = ("Bar", "Position", "TimeShift")  # tokens after which notes start at a new onset
 NOTE_PREFIX = "Pitch"  # Pitch_60; PitchDrum too (drums are dropped by the default tokenizer)
 TEMPO_PERCENTILES = (5.0, 95.0)  # the range a genre's pieces are kept in
-GRID_TOLERANCE = 1.02  # tempo tokens sit on a coarse grid: a bin this close to a range is in it
+TEMPO_TOLERANCE = 0.02  # a tempo bin this close outside a mix's range still counts as inside
 MIN_TIME_SIG_SHARE = 0.02  # rarer time signatures count as noise of the source files
 
 
@@ -224,6 +224,11 @@ def mix_tempo_range(
     return (0.0, math.inf) if low is None or high is None else (low, high)
 
 
+def tempo_in_range(bpm: float, low: float, high: float) -> bool:
+    """Whether a tempo bin counts as inside a range (tempo tokens sit on a coarse grid)."""
+    return low * (1 - TEMPO_TOLERANCE) <= bpm <= high * (1 + TEMPO_TOLERANCE)
+
+
 def draw_mix_tempo(
     stats: Mapping[str, GenreStats], weights: Mapping[str, float], rng: random.Random
 ) -> float | None:
@@ -235,7 +240,7 @@ def draw_mix_tempo(
     for genre, weight in weights.items():
         if weight > 0 and genre in stats:
             for bpm, share in stats[genre].tempo_shares.items():
-                if low / GRID_TOLERANCE <= float(bpm) <= high * GRID_TOLERANCE:
+                if tempo_in_range(float(bpm), low, high):
                     shares[float(bpm)] = shares.get(float(bpm), 0.0) + weight * share
     if not shares:
         return mix_median_tempo(stats, weights)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from midimix.errors import ConfigError
-from midimix.genre_stats import MOVE_TYPES
+from midimix.genre_stats import MOVE_TYPES, tempo_in_range
 
 MIX_RULES = ("product", "mixture")
 NOTE_TYPE_PREFIX = "Pitch"  # Pitch, PitchDrum, PitchIntervalTime/Chord all start a note
@@ -28,7 +28,6 @@ POSITION_TYPE = "Position"
 TIME_SIG_TYPE = "TimeSig"
 TEMPO_TYPE = "Tempo"
 PITCHES = 128  # MIDI pitch numbers: the width of the per-onset pitch sets
-TEMPO_TOLERANCE = 0.02  # a tempo bin this close outside a mix's range still counts as inside
 SPECIAL_TYPE = "Special"
 START_STATE = "<start>"
 UNREACHABLE = 1 << 20  # distance of a state from which a target type cannot be reached
@@ -381,7 +380,7 @@ def onset_and_value_mask(g: Grammar, st: GrammarState, limits: RowLimits | None)
     `tempo_first`, also at the first Position of a piece that states none). A piece may start
     without a tempo, as the training windows that begin mid-piece do: forcing one there made
     pieces sound like openings, thinner than the genre's (docs/generate.md); generation then
-    writes the genres' median tempo."""
+    writes a tempo drawn from the genres' (`midimix.genre_stats.draw_mix_tempo`)."""
     shared = st.onset_pitches.float() @ g.onset_matrix  # (B, V) pitches in common
     ok = shared == 0
     if limits is None:
@@ -506,9 +505,7 @@ def value_mask(
     keep_tempos: set[float] = set(values)
     if tempo_range_bpm is not None and values:
         low, high = tempo_range_bpm
-        keep_tempos = {
-            v for v in values if low * (1 - TEMPO_TOLERANCE) <= v <= high * (1 + TEMPO_TOLERANCE)
-        }
+        keep_tempos = {v for v in values if tempo_in_range(v, low, high)}
         if not keep_tempos:
             middle = (low * high) ** 0.5
             keep_tempos = {min(values, key=lambda v: abs(v - middle))}

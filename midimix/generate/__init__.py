@@ -304,13 +304,14 @@ def generate(
     keys = mix_keys(stored_stats, mean_mix) if config.genre_keys and not prompt else {}
     pieces = []
     for s, ids in enumerate(result.ids):
+        facts = piece_facts(tok for i in ids for tok in tokenizer.base_tokens(i))
         # a piece that states no tempo gets one of its genres' (see onset_and_value_mask)
         tempo = None
-        if stats is not None and not prompt and not states_tempo(tokenizer, ids):
+        if stats is not None and not prompt and not facts.tempos_bpm:
             tempo = draw_mix_tempo(stats, mean_mix, random.Random(f"tempo-{config.seed}-{s}"))
         piece_record = {
             **record,
-            "transposed_semitones": key_shift(tokenizer, ids, keys, config.seed, s),
+            "transposed_semitones": key_shift(facts.pitch_classes, keys, config.seed, s),
             "tempo_from_genres": None if tempo is None else round(tempo, 2),
         }
         stem = out_dir / output_stem(config, record["weights"], s)
@@ -322,10 +323,6 @@ def generate(
     return pieces
 
 
-def states_tempo(tokenizer: GenreTokenizer, ids: list[int]) -> bool:
-    return any(t.startswith("Tempo_") for i in ids for t in tokenizer.base_tokens(i))
-
-
 def mix_keys(stats: dict[str, GenreStats] | None, mix: dict[str, float]) -> dict[str, float]:
     """The keys the genres of a mix use, weighted by the mix ({} for a model without them)."""
     if not stats:
@@ -333,15 +330,12 @@ def mix_keys(stats: dict[str, GenreStats] | None, mix: dict[str, float]) -> dict
     return mix_key_shares({g: s.keys for g, s in stats.items()}, mix)
 
 
-def key_shift(
-    tokenizer: GenreTokenizer, ids: list[int], keys: dict[str, float], seed: int, sample: int
-) -> int:
+def key_shift(pitch_classes: list[int], keys: dict[str, float], seed: int, sample: int) -> int:
     """Semitones that move sampled piece `sample` to a key its genres use (0 without keys);
     drawn from its own generator, so the shift of a seed is the same whatever else ran."""
     if not keys:
         return 0
-    facts = piece_facts(tok for i in ids for tok in tokenizer.base_tokens(i))
-    return shift_to_genre_key(facts.pitch_classes, keys, random.Random(seed * 1_000_003 + sample))
+    return shift_to_genre_key(pitch_classes, keys, random.Random(seed * 1_000_003 + sample))
 
 
 def provenance(
