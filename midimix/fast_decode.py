@@ -10,9 +10,10 @@ tanh GELU, tied output head) as a few tensor ops per layer over the model's para
     per layer: x += proj(attn(ln_1(x))); x += mlp(ln_2(x))    # cache (2, B, H, L, D) per layer
     logits = ln_f(x[:, -1]) @ wte.T                           # (B, V)
 
-On the CPU a step runs in numpy over views of the same tensors and cache: numpy's OpenBLAS
-multiplies one or two rows by a 256-wide matrix 1.7-3x faster than torch's MKL on this AMD
-CPU, and a numpy call costs about a fifth of a torch op's dispatch (`benchmarks/bench_generate.py`).
+On the CPU a step runs as one compiled function (`midimix.decode_kernel`, numba) over the
+same cache: a step of this size is ~50 small operations, and as torch ops or numpy calls their
+dispatch and allocations cost as much as the arithmetic; compiled, the step also reads each
+matrix once for the two rows of a two-genre mix (`benchmarks/bench_generate.py`).
 The logits equal the model's up to float rounding (tests/test_fast_decode.py compares them,
 and the sampled tokens), so sampling draws from the same distribution. `supports` says which
 models it covers (a plain GPT-2 in eval mode); anything else goes through the model's own
@@ -22,7 +23,8 @@ model.safetensors, so that decoding needs no transformers import.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -226,87 +228,69 @@ class LeanGPT2:
 
 
 class HostStep:
-    """`LeanGPT2.step` in numpy on the CPU, over views of the model's tensors and of the same
-    KV cache (so `LeanGPT2.prefill`, in torch, fills what the steps read)."""
+    """`LeanGPT2.step` on the CPU as one compiled function (`midimix.decode_kernel`), over the
+    same KV cache as the torch code (so `LeanGPT2.prefill`, in torch, fills what the steps
+    read) and a copy of the weights laid out for it: per kind stacked over the layers, each
+    matrix stored (out, in). The copy costs the model's size again (13 MB for the default)."""
 
     def __init__(self, lean: LeanGPT2):
         import numpy as np
 
-        def view(t: torch.Tensor) -> np.ndarray:
-            return t.detach().numpy()
+        from midimix import decode_kernel
 
-        self.rows, self.embed, self.heads, self.eps = lean.rows, lean.embed, lean.heads, lean.eps
-        self.per_row = 2 <= self.rows <= 3  # see _mm
-        self.head_dim = lean.head_dim
-        self.wte, self.wpe = view(lean.wte), view(lean.wpe)
-        self.head_t = np.ascontiguousarray(view(lean.head).T)  # (E, V): a row-major GEMV
-        self.layers = [(*(view(t) for t in layer[:-1]), layer[-1]) for layer in lean.layers]
-        self.ln_f = tuple(view(t) for t in lean.ln_f)
-        self.cache = view(lean.cache)  # (layers, key|value, B, H, L, D), shared
+        decode_kernel.warm()
+        self.kernel: Callable[..., np.ndarray] = decode_kernel.step
+
+        self.heads, self.eps = lean.heads, np.float32(lean.eps)
+        self.wte, self.wpe = _view(lean.wte), _view(lean.wpe)
+        self.layers, self.scales, self.ln_f, self.head, self.head_bias = _kernel_weights(lean)
+        self.cache = _view(lean.cache)  # (layers, key|value, B, H, L, D), shared
 
     def step(self, ids: np.ndarray, pos: int) -> np.ndarray:
         """(B,) ids at position `pos` -> (B, V) logits; writes the cache at `pos`."""
-        import numpy as np
-
-        rows, width, heads, dim = self.rows, self.embed, self.heads, self.head_dim
-        end = pos + 1
-        x = self.wte[ids] + self.wpe[pos]  # (B, E), a fresh array
-        for cache, layer in zip(self.cache, self.layers, strict=True):
-            ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb, scale = layer
-            qkv = self._mm(self._layer_norm(x, ln1w, ln1b), aw)
-            qkv += ab
-            qkv = qkv.reshape(rows, 3, heads, dim)
-            cache[:, :, :, pos] = qkv[:, 1:].transpose(1, 0, 2, 3)  # keys, values
-            scores = np.matmul(cache[0, :, :, :end], qkv[:, 0, :, :, None])[..., 0]  # (B, H, L)
-            scores *= scale
-            scores -= scores.max(axis=-1, keepdims=True)
-            np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            attended = np.matmul(scores[:, :, None, :], cache[1, :, :, :end])  # (B, H, 1, D)
-            out = self._mm(attended.reshape(rows, width), pw)
-            out += pb
-            x += out
-            h = self._mm(self._layer_norm(x, ln2w, ln2b), fw)
-            h += fb
-            x += self._mm(_gelu_tanh(h), mw) + mb
-        return self._mm(self._layer_norm(x, *self.ln_f), self.head_t)
-
-    def _mm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """x @ weight; for 2-3 rows (a two-genre mix), one matrix-vector product per row:
-        OpenBLAS 0.3.31 multiplies 2 or 3 rows by these matrices as a general product, 2-3x
-        slower than as many matrix-vector products (from 4 rows on the product wins)."""
-        import numpy as np
-
-        if not self.per_row:
-            return x @ weight
-        out = np.empty((x.shape[0], weight.shape[1]), dtype=x.dtype)
-        for row in range(x.shape[0]):
-            np.matmul(x[row], weight, out=out[row])
-        return out
-
-    def _layer_norm(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        import numpy as np
-
-        # ufunc reductions: ndarray.mean goes through a Python wrapper that costs more here
-        sum_ = np.add.reduce
-        centred = x - sum_(x, axis=-1, keepdims=True) / self.embed
-        variance = sum_(centred * centred, axis=-1, keepdims=True) / self.embed
-        centred /= np.sqrt(variance + self.eps)
-        centred *= weight
-        centred += bias
-        return centred
+        x = self.wte[ids] + self.wpe[pos]  # (B, E), a fresh array the kernel works in
+        return self.kernel(
+            x, pos, self.cache, *self.layers, self.scales, *self.ln_f, self.head,
+            self.head_bias, self.eps, self.heads,
+        )  # fmt: skip
 
 
-def _gelu_tanh(h: np.ndarray) -> np.ndarray:
-    """GPT-2's `gelu_new`, 0.5 h (1 + tanh(sqrt(2/pi) (h + 0.044715 h^3))), in place on h."""
+def _view(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+# The kernel's copy of a model's weights, kept while the model lives: a sampling call builds a
+# new LeanGPT2, and copying 13 MB each time cost 5-7 ms. Keyed by the embedding tensor; the
+# tensors' version counters tell a model changed in place (trained further) since. (Not a
+# WeakKeyDictionary: its lookups compare tensors with ==.)
+_KERNEL_WEIGHTS: dict[int, tuple[weakref.ref[Any], tuple[int, ...], tuple[Any, ...]]] = {}
+
+
+def _kernel_weights(lean: LeanGPT2) -> tuple[Any, ...]:
+    """(per-kind stacked layer tensors, attention scales, ln_f, head (V, E), head bias)."""
     import numpy as np
 
-    inner = h * h
-    inner *= 0.044715 * h
-    inner += h
-    inner *= np.sqrt(2.0 / np.pi)
-    np.tanh(inner, out=inner)
-    inner += 1.0
-    inner *= h
-    inner *= 0.5
-    return inner
+    tensors = [lean.wte, lean.head, *lean.ln_f, *(t for layer in lean.layers for t in layer[:-1])]
+    versions = tuple(t._version for t in tensors)
+    kept = _KERNEL_WEIGHTS.get(id(lean.wte))
+    if kept is not None and kept[0]() is lean.wte and kept[1] == versions:
+        return kept[2]
+
+    def stacked(index: int) -> np.ndarray:
+        arrays = [_view(layer[index]) for layer in lean.layers]
+        if index in (2, 4, 8, 10):  # c_attn, attn c_proj, c_fc, mlp c_proj: Conv1D's (in, out)
+            arrays = [a.T for a in arrays]
+        return np.ascontiguousarray(np.stack(arrays), dtype=np.float32)
+
+    head = np.ascontiguousarray(_view(lean.head))  # (V, E): already (out, in)
+    prepared = (
+        [stacked(i) for i in range(len(LAYER_TENSORS))],
+        np.array([layer[-1] for layer in lean.layers], dtype=np.float32),
+        tuple(np.ascontiguousarray(_view(t)) for t in lean.ln_f),
+        head,
+        np.zeros(head.shape[0], dtype=np.float32),
+    )
+    if kept is None:  # forget the copy when the model goes
+        weakref.finalize(lean.wte, _KERNEL_WEIGHTS.pop, id(lean.wte), None)
+    _KERNEL_WEIGHTS[id(lean.wte)] = (weakref.ref(lean.wte), versions, prepared)
+    return prepared

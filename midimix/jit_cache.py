@@ -9,15 +9,17 @@ imported: the transcribe stage calls it when it is imported, so the stage's work
 from a server started after that, inherit it. numba writes each cache file to a temporary
 name and renames it, but that was not enough: two processes compiling from a cold cache at
 once still crashed in a cached gufunc (a segmentation fault in librosa's peak picking or beat
-tracking, most rounds of benchmarks/bench_jit_cache.py). So `midimix.transcribe.warm_jit_cache`
-lets one process at a time fill a cold cache (a file lock and a marker per numba and librosa
-version), and the drum onsets are picked in numpy."""
+tracking, most rounds of benchmarks/bench_jit_cache.py). So `compile_once` lets one process at
+a time fill a cold cache (a file lock and a marker per numba and librosa version, used by
+`midimix.transcribe.warm_jit_cache` and the decoding step's `midimix.decode_kernel.warm`), and
+the drum onsets are picked in numpy."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +41,33 @@ def use_user_cache() -> str:
     if numba_config is not None and not getattr(numba_config, "CACHE_DIR", ""):
         numba_config.CACHE_DIR = folder  # numba imported already (but not librosa, we hope)
     return folder
+
+
+def compile_once(tag: str, compile_: Callable[[], None]) -> None:
+    """Run `compile_` (calls that compile and cache numba code) in one process at a time, once
+    per `tag` (name it after the versions the cached code depends on): the first process takes
+    an exclusive lock in the cache folder, compiles and leaves a marker; one that waited on
+    the lock finds the marker and loads a complete cache. With the marker there (every run
+    after the first) this costs one stat. A folder that cannot be written: `compile_` runs
+    unlocked (numba then compiles in memory only)."""
+    import fcntl
+
+    folder = Path(os.environ.get("NUMBA_CACHE_DIR") or use_user_cache())
+    marker = folder / f"midimix-warm-{tag}"
+    if marker.exists():
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / ".midimix-warm.lock", "a")  # noqa: SIM115
+    except OSError:
+        compile_()
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if not marker.exists():
+                compile_()
+                with contextlib.suppress(OSError):
+                    marker.touch()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

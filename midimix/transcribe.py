@@ -30,7 +30,7 @@ from midimix.config import (
     save_config,
 )
 from midimix.errors import ConfigError, InputError, cli_errors
-from midimix.jit_cache import use_user_cache
+from midimix.jit_cache import compile_once, use_user_cache
 from midimix.manifest import STATUS_EMPTY, Item, Manifest, StageSummary, run_items
 from midimix.options import add_config_arguments, config_from_args, option, stage_parser
 from midimix.transcribe_beats import (
@@ -593,34 +593,20 @@ def warm_jit_cache() -> None:
     leaves a marker for these numba and librosa versions; a process that waited on the lock
     finds the marker and goes on, loading a complete cache. With the marker there (every run
     after the first) this costs one stat."""
-    import fcntl
     from importlib.metadata import version
 
-    folder = Path(os.environ.get("NUMBA_CACHE_DIR") or use_user_cache())
-    marker = folder / f"midimix-warm-numba{version('numba')}-librosa{version('librosa')}"
-    if marker.exists():
-        return
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / ".midimix-warm.lock", "a")  # noqa: SIM115
-    except OSError:  # a folder we cannot write: numba will not cache there either
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            if not marker.exists():
-                import librosa
+    def compile_() -> None:
+        import librosa
 
-                tone = (0.1 * np.sin(np.arange(3 * SAMPLE_RATE_HZ) * 0.1)).astype(np.float32)
-                tone[:: SAMPLE_RATE_HZ // 4] = 0.5  # clicks: onsets for the peak picking
-                spectral_flatness(tone, SAMPLE_RATE_HZ)
-                track_beats(tone, SAMPLE_RATE_HZ)
-                percussive_share(tone, SAMPLE_RATE_HZ)
-                drum_hits(tone, SAMPLE_RATE_HZ)
-                librosa.effects.hpss(tone)
-                marker.touch()
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        tone = (0.1 * np.sin(np.arange(3 * SAMPLE_RATE_HZ) * 0.1)).astype(np.float32)
+        tone[:: SAMPLE_RATE_HZ // 4] = 0.5  # clicks: onsets for the peak picking
+        spectral_flatness(tone, SAMPLE_RATE_HZ)
+        track_beats(tone, SAMPLE_RATE_HZ)
+        percussive_share(tone, SAMPLE_RATE_HZ)
+        drum_hits(tone, SAMPLE_RATE_HZ)
+        librosa.effects.hpss(tone)
+
+    compile_once(f"numba{version('numba')}-librosa{version('librosa')}", compile_)
 
 
 def transcribe(

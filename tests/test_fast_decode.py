@@ -50,11 +50,13 @@ def test_prefill_and_steps_give_the_models_logits(tiny) -> None:
     assert lean.filled == prefix + steps
 
 
-def test_the_host_step_and_the_torch_step_agree(tiny) -> None:
-    """On the CPU a step runs in numpy over the same cache (`HostStep`); the torch step is
-    what a GPU runs. Both give the model's logits, step after step over a shared prefix."""
+@pytest.mark.parametrize("rows", [1, 2, 3, 5])  # the kernel's paths: 1, 2, any, BLAS (4+)
+def test_the_host_step_and_the_torch_step_agree(tiny, rows: int) -> None:
+    """On the CPU a step runs as one compiled function over the same cache (`HostStep`); the
+    torch step is what a GPU runs. Both give the model's logits, step after step over a
+    shared prefix, for every row count the kernel treats its own way."""
     model, _ = tiny
-    rows, prefix, steps = 2, 5, 20
+    prefix, steps = 5, 20
     ids = torch.randint(3, model.config.vocab_size, (rows, prefix + steps))
     host, plain = LeanGPT2(model, rows), LeanGPT2(model, rows)
     assert host.host is not None
@@ -67,6 +69,26 @@ def test_the_host_step_and_the_torch_step_agree(tiny) -> None:
     filled = prefix + steps  # the keys and values the steps wrote
     written = (host.cache - plain.cache)[..., :filled, :]
     assert host.filled == plain.filled == filled and written.abs().max() < ROUNDING
+
+
+def test_a_model_changed_in_place_is_stepped_with_its_new_weights(tiny) -> None:
+    """The kernel's copy of the weights is kept between calls; a weight changed in place (a
+    model trained further) is seen by the next LeanGPT2."""
+    model, _ = tiny
+    ids = torch.tensor([[1, 5, 7, 9]])
+    try:
+        for _ in range(2):
+            lean = LeanGPT2(model, 1)
+            with torch.inference_mode():
+                lean.prefill(lean.embed_ids(ids[:, :3]))
+                ours = lean.step(ids[:, 3])
+                theirs = model(input_ids=ids).logits[:, -1]
+            assert (ours - theirs).abs().max() < ROUNDING
+            with torch.no_grad():
+                model.transformer.h[0].mlp.c_fc.weight.mul_(1.5)
+    finally:
+        with torch.no_grad():
+            model.transformer.h[0].mlp.c_fc.weight.div_(1.5**2)
 
 
 def test_prefill_from_embeddings_matches_inputs_embeds(tiny) -> None:
