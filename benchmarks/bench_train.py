@@ -78,7 +78,11 @@ def run_trainer(tokens_dir: Path, out_dir: Path, config: Any, bf16: bool = False
     dataset = TokenDataset(train_set, tokenizer, config.seq_len, config.any_prob, config.seed)
     torch.manual_seed(config.seed)
     model = build_model(
-        tokenizer.vocab_size, config.preset, tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id
+        tokenizer.vocab_size,
+        config.model_config(),  # the preset with the run's dropout, as midimix builds it
+        tokenizer.pad_id,
+        tokenizer.bos_id,
+        tokenizer.eos_id,
     )
     tokens = [0]
 
@@ -140,6 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seq-len", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads, the same for both")
     parser.add_argument(
+        "--dropout",
+        type=float,
+        default=None,
+        help="the model's dropout for both (default: the preset's, 0.1 for small; the embedded "
+        "model's recipe trains with 0)",
+    )
+    parser.add_argument(
         "--precision", default="auto", choices=("auto", "bf16", "fp32"), help="midimix's"
     )
     parser.add_argument(
@@ -163,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_steps=5,
         progress=False,
         precision=args.precision,
+        dropout=args.dropout,
     )
     ours_bf16 = args.precision != "fp32" and cpu_has_bf16()
     runners: dict[str, Any] = {"midimix": run_midimix, "hf_trainer": run_trainer}
@@ -182,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     medians = {name: statistics.median(rates) for name, rates in results.items()}
     print(
         f"preset {args.preset}, {args.steps} steps x batch {args.batch_size} x {args.max_seq_len} "
-        f"tokens, {args.threads} thread(s), {args.repeats} runs each"
+        f"tokens, {args.threads} thread(s), dropout {config.model_config().dropout}, "
+        f"{args.repeats} runs each"
     )
     precisions = {"midimix": "bf16 mixed" if ours_bf16 else "fp32",
                   "hf_trainer": "fp32", "hf_trainer_bf16": "bf16 mixed"}  # fmt: skip

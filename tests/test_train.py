@@ -297,3 +297,31 @@ def test_precision_follows_the_option_and_the_hardware(monkeypatch: pytest.Monke
         train_loop.make_accelerator("cpu", "bf16")
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16")
+
+
+def test_the_fused_activation_computes_the_same_loss_and_gradients() -> None:
+    """Training swaps GPT-2's seven-op `gelu_new` for torch's fused tanh GELU: the same loss
+    and gradients up to float rounding, and no change to the weights saved."""
+    from midimix.model import build_model
+    from midimix.train_loop import fuse_activations
+
+    torch.manual_seed(0)
+    model = build_model(64, "tiny", 0, 1, 2)
+    ids = torch.randint(3, 64, (2, 32))
+    before = {name: t.clone() for name, t in model.state_dict().items()}
+
+    def loss_and_grads() -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return float(loss), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    plain_loss, plain_grads = loss_and_grads()
+    assert fuse_activations(model) == 2 and fuse_activations(model) == 0  # once per block
+    fused_loss, fused_grads = loss_and_grads()
+    assert type(model.transformer.h[0].mlp.act).__name__ == "GELUTanh"
+    assert abs(fused_loss - plain_loss) < 1e-5
+    assert all((a - b).abs().max() < 1e-5 for a, b in zip(plain_grads, fused_grads, strict=True))
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[name], before[name]) for name in before)
