@@ -82,7 +82,9 @@ def _cache_kwarg(model: GPT2LMHeadModel) -> str:
 class _Runner:
     """Forward passes over a KV cache for the rows of one batch (S samples x C conditions)."""
 
-    def __init__(self, model: Any, plan: MixPlan, bos_id: int, samples: int):
+    def __init__(
+        self, model: Any, plan: MixPlan, bos_id: int, samples: int, context: int | None = None
+    ):
         import torch
 
         from midimix.fast_decode import GPT2Weights, LeanGPT2, supports
@@ -92,6 +94,8 @@ class _Runner:
         weights_only = isinstance(model, GPT2Weights)
         self.cache_kw = "" if weights_only else _cache_kwarg(model)
         self.context = model.context if weights_only else int(model.config.n_positions)
+        if context:  # a model trained on shorter chunks than its positions: no further
+            self.context = min(self.context, context)
         self.cache: Any = None
         self.length = 0  # tokens in the cache (same for every row)
         # embedding: the mixed row's genre embedding is replaced in prefill()
@@ -100,7 +104,8 @@ class _Runner:
             cond.append(plan.any_id)
         self.conditions = torch.tensor(cond, device=self.device).repeat(samples)  # (S*C,)
         # the lean forward pass over the model's weights where it covers the model
-        self.lean = LeanGPT2(model, samples * plan.conditions) if supports(model) else None
+        rows = samples * plan.conditions
+        self.lean = LeanGPT2(model, rows, self.context) if supports(model) else None
 
     def blas_threads(self) -> contextlib.AbstractContextManager[Any]:
         """numpy's BLAS held to torch's thread count while the lean step runs on the host:
@@ -195,6 +200,7 @@ def sample_tokens(
     prompt_ids: list[int] | None = None,
     max_new_tokens: int | None = None,
     on_bar: Callable[[int], None] | None = None,
+    context: int | None = None,
 ) -> SampleResult:
     """Sample `num_samples` continuations as one batch.
 
@@ -202,7 +208,9 @@ def sample_tokens(
     With `target_bars`, each sample stops after that many new bars (grammar-checked, see
     `midimix.sampling.grammar_mask`); with `target_bars=None` every sample runs exactly
     `max_new_tokens` steps (the benchmark's fixed length). `model` may be a GPT2LMHeadModel or
-    its `midimix.fast_decode.GPT2Weights` (no transformers needed then)."""
+    its `midimix.fast_decode.GPT2Weights` (no transformers needed then). `context` caps the
+    positions used below the model's own (a model trained with a shorter `max_seq_len` has
+    never seen later positions); longer pieces go on in the sliding window."""
     import torch
 
     from midimix.sampling import (
@@ -218,7 +226,7 @@ def sample_tokens(
     device = model_device(model)
     grammar = grammar_to(grammar, device)
     prompt = list(prompt_ids or [])
-    runner = _Runner(model, plan, bos_id, num_samples)
+    runner = _Runner(model, plan, bos_id, num_samples, context)
     keep_tokens = max(1, runner.context // 2)  # window kept after a restart
     generator = torch.Generator(device=device).manual_seed(sampling.seed)
     st = _prompt_state(grammar, prompt, num_samples, device)

@@ -190,7 +190,7 @@ def model_figures(
     from midimix.model import load_checkpoint
     from midimix.train import genre_losses, summarize_losses
 
-    model, tokenizer, _ = load_checkpoint(Path(model_dir))
+    model, tokenizer, meta = load_checkpoint(Path(model_dir))
     if tokens_dir is not None:
         from midimix.tokenize import load_sequences
 
@@ -211,7 +211,8 @@ def model_figures(
     sequences = [(g, ids) for g, ids in sequences if g in tokenizer.genres and ids]
     if not sequences:
         raise InputError(f"no sequences of the model's genres {tokenizer.genres} to score")
-    nll, count = genre_losses(model, tokenizer, sequences)
+    # chunks as long as the model was trained on (a run may use less than its context)
+    nll, count = genre_losses(model, tokenizer, sequences, meta.get("max_seq_len"))
     truth = [tokenizer.genres.index(g) for g, _ in sequences]
     _, per_token, sensitivity = summarize_losses(nll, count, truth, tokenizer.genres)
     # A note is one Pitch (or PitchDrum) base token; a BPE token may hold several.

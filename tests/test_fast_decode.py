@@ -172,3 +172,23 @@ def test_weights_read_from_the_checkpoint_files_sample_the_same_tokens(tiny, tmp
             for m in (model, weights)
         ]
         assert runs[0].ids == runs[1].ids and runs[0].restarts == runs[1].restarts
+
+
+def test_a_shorter_trained_context_caps_the_positions_used(tiny) -> None:
+    """A model trained on chunks shorter than its positions (`--max-seq-len`) never saw the
+    later positions: sampling slides its window within the trained length instead."""
+    model, tokenizer = tiny
+    grammar = tokenizer_grammar(tokenizer)
+    plan = MixPlan("logits", [tokenizer.genre_id("lofi")], torch.ones(1, 1))
+
+    def run(context: int | None):
+        return sample_tokens(
+            model, grammar, plan, Sampling(seed=1), bos_id=tokenizer.bos_id,
+            target_bars=None, max_new_tokens=60, context=context,
+        )  # fmt: skip
+
+    assert model.config.n_positions == 128
+    full, capped = run(None), run(24)
+    assert full.restarts == 0 and len(full.ids[0]) == 60
+    # 24 positions: BOS, genre and 22 tokens; a restart keeps 12, so 10 more fit each time
+    assert capped.restarts == 4 and len(capped.ids[0]) == 60  # at 22, 32, 42 and 52 tokens

@@ -289,6 +289,7 @@ def generate(
         target_bars=n_bars,
         prompt_ids=prompt,
         on_bar=lambda done: progress.update(done - progress.n),
+        context=meta.get("max_seq_len") or None,  # the chunk length it was trained on
     )
     progress.update(n_bars - progress.n)
     progress.close()
