@@ -314,7 +314,7 @@ def test_the_fused_activation_computes_the_same_loss_and_gradients() -> None:
         model.zero_grad()
         loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
-        return float(loss), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     plain_loss, plain_grads = loss_and_grads()
     assert speed_up_training(model) == ["fused GELU"]  # tiny: no dropout to swap
