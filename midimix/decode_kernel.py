@@ -62,15 +62,6 @@ def _project(x, weight_t, bias, out):
             for j in range(outputs):
                 out[r, j] += bias[j]
         return
-    if rows == 1:
-        x0 = x[0]
-        for j in range(outputs):
-            w = weight_t[j]
-            s0 = np.float32(0.0)
-            for k in range(size):
-                s0 += w[k] * x0[k]
-            out[0, j] = s0 + bias[j]
-        return
     if rows == 2:  # a two-genre mix: both rows in one pass over the matrix row
         x0, x1 = x[0], x[1]
         for j in range(outputs):
