@@ -39,20 +39,20 @@ def speed_up_training(model: GPT2LMHeadModel) -> list[str]:
 
     done = []
     blocks: list[Any] = list(model.transformer.h)
-    if any(isinstance(b.mlp.act, NewGELUActivation) for b in blocks):
-        for block in blocks:
-            if isinstance(block.mlp.act, NewGELUActivation):
-                block.mlp.act = ACT2FN["gelu_pytorch_tanh"]
+    unfused = [b.mlp for b in blocks if isinstance(b.mlp.act, NewGELUActivation)]
+    for mlp in unfused:
+        mlp.act = ACT2FN["gelu_pytorch_tanh"]
+    if unfused:
         done.append("fused GELU")
     if next(model.parameters()).device.type != "cpu":
         return done  # CUDA's own dropout and fused attention with dropout are fast
-    dropouts: list[tuple[Any, str]] = [(model.transformer, "drop")]
-    dropouts += [(b.attn, "resid_dropout") for b in blocks] + [(b.mlp, "dropout") for b in blocks]
-    for owner, name in dropouts:
-        module = getattr(owner, name)
-        if type(module) is torch.nn.Dropout and module.p > 0:
-            setattr(owner, name, FastDropout(module.p).train(module.training))
-    if any(isinstance(getattr(o, n), FastDropout) for o, n in dropouts):
+    places: list[tuple[Any, str]] = [(model.transformer, "drop")]
+    places += [(b.attn, "resid_dropout") for b in blocks] + [(b.mlp, "dropout") for b in blocks]
+    plain = [(o, n, getattr(o, n)) for o, n in places if type(getattr(o, n)) is torch.nn.Dropout]
+    swapped = [(o, n, m) for o, n, m in plain if m.p > 0]
+    for owner, name, module in swapped:
+        setattr(owner, name, FastDropout(module.p).train(module.training))
+    if swapped:
         done.append("fast dropout")
     if any(b.attn.attn_dropout.p > 0 for b in blocks):
         AttentionInterface.register(ATTENTION, attention)
