@@ -100,15 +100,32 @@ class WowFlutter:
     ) -> None:
         self.terms = [(c, f) for c, f in ((wow_cents, wow_hz), (flutter_cents, flutter_hz)) if c]
 
+    def amplitudes_s(self) -> np.ndarray:
+        """Each term's delay amplitude in seconds: a depth of c cents at f Hz."""
+        return np.array(
+            [
+                (cents_to_ratio(cents) - 1.0) / (2 * math.pi * rate_hz)
+                for cents, rate_hz in self.terms
+            ]
+        )
+
     def delay_seconds(self, t_seconds: np.ndarray) -> np.ndarray:
         delay = np.zeros_like(t_seconds)
-        for cents, rate_hz in self.terms:
-            amplitude_s = (cents_to_ratio(cents) - 1.0) / (2 * math.pi * rate_hz)
+        for amplitude_s, (_, rate_hz) in zip(self.amplitudes_s(), self.terms, strict=True):
             # offset by the amplitude so the delay never goes negative (never reads the future)
             delay += amplitude_s * (1.0 + np.sin(2 * math.pi * rate_hz * t_seconds))
         return delay
 
     def __call__(self, audio: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+        from midimix import lofi_kernel  # numba: loaded when a chain first wobbles
+
+        lofi_kernel.warm()
+        rates_hz = np.array([rate_hz for _, rate_hz in self.terms], dtype=np.float64)
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        return lofi_kernel.read_delayed(audio, self.amplitudes_s(), rates_hz, float(sample_rate_hz))
+
+    def read_with_numpy(self, audio: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+        """What `__call__` computes, in numpy (a dozen passes; the test's reference)."""
         n = audio.shape[-1]
         t_seconds = np.arange(n, dtype=np.float64) / sample_rate_hz
         read_at = np.arange(n) - self.delay_seconds(t_seconds) * sample_rate_hz

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import functools
 import math
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -80,7 +81,8 @@ class Renderer:
     def __init__(self, config: RenderConfig) -> None:
         self.config = config
         self.soundfont = find_soundfont(config.soundfont)
-        self.synth = Synthesizer(self.soundfont, config.sample_rate_hz, config.synth_gain)
+        threads = max(1, (os.cpu_count() or 1) // config.workers)  # cores shared by workers
+        self.synth = Synthesizer(self.soundfont, config.sample_rate_hz, config.synth_gain, threads)
 
     def close(self) -> None:
         self.synth.close()

@@ -73,6 +73,17 @@ def test_wow_and_flutter_move_the_pitch_by_the_set_depth(
     assert np.max(deviation) > 0.8 * depth and np.min(deviation) < -0.8 * depth
 
 
+def test_compiled_delay_line_gives_the_numpy_samples_bit_for_bit() -> None:
+    wobble = WowFlutter(12.0, 0.5, 4.0, 6.0)
+    noise = white_noise(3.0)
+    wet = wobble(noise, RATE_HZ)
+    assert wet.dtype == np.float32 and wet.shape == noise.shape
+    assert np.array_equal(wet, wobble.read_with_numpy(noise, RATE_HZ))
+    assert not np.array_equal(wet, noise)  # it did move the samples
+    one = noise[:, :1]
+    assert np.array_equal(wobble(one, RATE_HZ), one)  # one sample: nothing to read between
+
+
 def test_wow_depth_follows_the_lofi_amount() -> None:
     config = LofiConfig(wow_cents=20.0, flutter_cents=0.0)
     steps = build_chain(config, amount=0.5, sample_rate_hz=RATE_HZ)

@@ -33,6 +33,7 @@ from midimix.render import (
     render_file,
     render_many,
 )
+from midimix.synth import Synthesizer
 
 
 def new_score() -> Any:  # symusic's stubs know no attributes
@@ -325,6 +326,24 @@ sys.exit(0 if summary.done == 2 else 1)
     for i in range(2):
         many, _ = sf.read(str(tmp_path / "many" / f"copy{i}.wav"))
         assert many.shape == solo.shape
+
+
+def test_two_synthesizer_threads_give_the_samples_of_one(tmp_path: Path) -> None:
+    """FluidSynth's voice threads (synth.cpu-cores) sum in a fixed order: not a sample moves."""
+    midi = make_midi(tmp_path / "chords.mid", 24, pitches=(36, 48, 55, 60, 64, 67, 71, 74))
+    cfg = config(genre_weights={"lofi": 0.6, "classical": 0.4})  # keys, bass and a drum kit
+    audio = {}
+    for threads in (1, 2):
+        renderer = Renderer(cfg)
+        renderer.synth.close()
+        renderer.synth = Synthesizer(renderer.soundfont, RATE_HZ, cfg.synth_gain, threads)
+        assert renderer.synth.synth.get_setting("synth.cpu-cores") == threads
+        audio[threads], layers, drums_added = renderer.synthesize(midi)
+        renderer.close()
+    assert drums_added and len(layers) >= 2
+    assert audio[1].shape == (round((12.0 + TAIL_SECONDS) * RATE_HZ), 2)
+    assert np.abs(audio[1]).max() > 0.05
+    assert np.array_equal(audio[1], audio[2])
 
 
 # ---------------------------------------------------------------------------------------
