@@ -5,11 +5,13 @@
 # (training runs in calls of CHUNK steps, each ending with its state saved in run/last).
 # The trained model replaces the embedded one only if benchmarks/compare_models.py finds it
 # better on every figure (PACKAGE=0: train only). Knobs (environment): LOFI, CLASSICAL (-1: all
-# scores), PRESET, STEPS, BATCH, WARMUP, DROPOUT, EVAL_EVERY, CHUNK, DEVICE, HARDWARE (for the
-# model card), WORK, PACKAGE.
-# CPU recipe (the defaults): 4,000 steps of 8 x 512 tokens, no dropout, about 70 min of
-# training on 2 cores when nothing else runs. GPU recipe, when one is there:
-#   STEPS=8000 BATCH=32 WARMUP=200 EVAL_EVERY=500 CHUNK=8000 DEVICE=cuda HARDWARE="..." \
+# scores), PRESET, STEPS, BATCH, MAX_SEQ_LEN, WARMUP, DROPOUT, EVAL_EVERY, CHUNK, DEVICE,
+# HARDWARE (for the model card), WORK, PACKAGE.
+# CPU recipe (the defaults): 10,000 steps of 16 x 256 tokens (41 M tokens, about four passes
+# over the transposed training pieces), dropout 0.1, about 80 min of training on 2 cores when
+# nothing else runs (9,000 tokens/s). 256-token chunks learned more per note than 512 at the
+# same tokens per step (benchmarks/bench_bpe.py, docs/train.md). GPU recipe, when one is there:
+#   STEPS=8000 BATCH=32 MAX_SEQ_LEN=512 DROPOUT=0 WARMUP=200 EVAL_EVERY=500 CHUNK=8000 DEVICE=cuda HARDWARE="..." \
 #       bash scripts/build_default_model.sh
 # (validation loss 0.70 in 4 min on an H100; its raw mix leaned to lo-fi: packaging fits a
 # calibration map to whichever model was trained, before comparing).
@@ -20,10 +22,11 @@ WORK=${WORK:-data/default-build}
 LOFI=${LOFI:-1500}
 CLASSICAL=${CLASSICAL:--1}
 PRESET=${PRESET:-small}
-STEPS=${STEPS:-4000}
-BATCH=${BATCH:-8}
-WARMUP=${WARMUP:-200}
-DROPOUT=${DROPOUT:-0}  # under two passes over the data: dropout only slows learning
+STEPS=${STEPS:-10000}
+BATCH=${BATCH:-16}
+MAX_SEQ_LEN=${MAX_SEQ_LEN:-256}
+WARMUP=${WARMUP:-300}
+DROPOUT=${DROPOUT:-0.1}  # several passes over the data
 EVAL_EVERY=${EVAL_EVERY:-1000}
 DEVICE=${DEVICE:-auto}
 HARDWARE=${HARDWARE:-}
@@ -37,7 +40,7 @@ while :; do
     threads=$(awk -v l="$load" 'BEGIN { print (l > 2.5) ? 1 : 0 }')
     resume=""; [ -d "$WORK/run/last" ] && resume="--resume"
     $PY -m midimix.train --tokens-dir "$WORK/tokens" --run-dir "$WORK/run" --preset "$PRESET" \
-        --max-steps "$STEPS" --batch-size "$BATCH" --lr 1e-3 --warmup-steps "$WARMUP" --dropout "$DROPOUT" \
+        --max-steps "$STEPS" --batch-size "$BATCH" --max-seq-len "$MAX_SEQ_LEN" --lr 1e-3 --warmup-steps "$WARMUP" --dropout "$DROPOUT" \
         --eval-every "$EVAL_EVERY" --stop-after-steps "$CHUNK" --threads "$threads" \
         --device "$DEVICE" --no-progress $resume \
         | tee "$WORK/train-last.txt"
