@@ -29,9 +29,11 @@ def timed_renderer(spent: list[float]) -> Any:
     """render_piece, adding its time to `spent`."""
     from midimix.render import render_piece
 
-    def render(midi_path: Path, weights: dict[str, float], seed: int) -> Path:
+    def render(
+        midi_path: Path, weights: dict[str, float], seed: int, after_synthesis: Any = None
+    ) -> Path:
         start = time.perf_counter()
-        path = render_piece(midi_path, weights, seed)
+        path = render_piece(midi_path, weights, seed, after_synthesis=after_synthesis)
         spent.append(time.perf_counter() - start)
         return path
 

@@ -16,7 +16,7 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -123,13 +123,19 @@ class Renderer:
         audio = self.synth.play(score, layers, int(round(total_seconds * rate)))
         return audio, layers, drums_added
 
-    def render(self, midi_path: Path, out_path: Path) -> RenderResult:
-        """MIDI -> instruments -> lo-fi chain -> loudness -> file (written atomically)."""
+    def render(
+        self, midi_path: Path, out_path: Path, after_synthesis: Callable[[], object] | None = None
+    ) -> RenderResult:
+        """MIDI -> instruments -> lo-fi chain -> loudness -> file (written atomically).
+        `after_synthesis` is called once the synthesizer is done: work started there shares
+        the cores with the effects, not with the synthesizer's threads."""
         config = self.config
         out_path = Path(out_path)
         check_suffix(out_path, config.format)  # before minutes of synthesis, not after
         rate = config.sample_rate_hz
         clean, layers, drums_added = self.synthesize(midi_path)
+        if after_synthesis is not None:
+            after_synthesis()
         amount = config.effective_lofi_amount
         if config.lofi_per_bar:  # a schedule: the depth moves bar by bar
             depths = config.lofi_per_bar
@@ -265,9 +271,15 @@ def _renderer_for(config: RenderConfig) -> Renderer:
     return renderer
 
 
-def render(midi_path: Path, out_path: Path, config: RenderConfig | None = None) -> Path:
+def render(
+    midi_path: Path,
+    out_path: Path,
+    config: RenderConfig | None = None,
+    after_synthesis: Callable[[], object] | None = None,
+) -> Path:
     """Render one MIDI file to `out_path` (format from the config); returns the path."""
-    return render_file(midi_path, out_path, config or RenderConfig()).path
+    renderer = _renderer_for(config or RenderConfig())
+    return renderer.render(Path(midi_path), Path(out_path), after_synthesis).path
 
 
 def render_piece(
@@ -275,16 +287,17 @@ def render_piece(
     weights: dict[str, float],
     seed: int = 0,
     weights_per_bar: list[dict[str, float]] | None = None,
+    after_synthesis: Callable[[], object] | None = None,
 ) -> Path:
     """<stem>.wav beside a generated <stem>.mid, instruments and lo-fi depth following the
     mix's weights (and, for a schedule, the lo-fi depth following each bar's weights): the
-    `render_audio` callback that `generate` takes."""
+    `render_audio` callback that `generate` takes. `after_synthesis`: see `Renderer.render`."""
     positive = {genre: weight for genre, weight in weights.items() if weight > 0}
     per_bar = None
     if weights_per_bar and len({round(w.get(LOFI_GENRE, 0.0), 6) for w in weights_per_bar}) > 1:
         per_bar = tuple(w.get(LOFI_GENRE, 0.0) for w in weights_per_bar)
     config = RenderConfig(genre_weights=positive or None, seed=seed, lofi_per_bar=per_bar)
-    return render(midi_path, Path(midi_path).with_suffix(".wav"), config)
+    return render(midi_path, Path(midi_path).with_suffix(".wav"), config, after_synthesis)
 
 
 def render_file(midi_path: Path, out_path: Path, config: RenderConfig) -> RenderResult:

@@ -328,6 +328,14 @@ sys.exit(0 if summary.done == 2 else 1)
         assert many.shape == solo.shape
 
 
+def test_after_synthesis_is_called_once_before_the_effects(midi_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "a.wav"
+    calls: list[bool] = []
+    render(midi_dir / "two_seconds.mid", out, config(), lambda: calls.append(out.exists()))
+    assert calls == [False]  # once, and before the audio file was written
+    assert sf.info(str(out)).frames == round((2.0 + TAIL_SECONDS) * RATE_HZ)
+
+
 def test_two_synthesizer_threads_give_the_samples_of_one(tmp_path: Path) -> None:
     """FluidSynth's voice threads (synth.cpu-cores) sum in a fixed order: not a sample moves."""
     midi = make_midi(tmp_path / "chords.mid", 24, pitches=(36, 48, 55, 60, 64, 67, 71, 74))
