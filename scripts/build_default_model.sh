@@ -5,8 +5,8 @@
 # (training runs in calls of CHUNK steps, each ending with its state saved in run/last).
 # The trained model replaces the embedded one only if benchmarks/compare_models.py finds it
 # better on every figure (PACKAGE=0: train only). Knobs (environment): LOFI, CLASSICAL (-1: all
-# scores), PRESET, STEPS, BATCH, MAX_SEQ_LEN, WARMUP, DROPOUT, EVAL_EVERY, CHUNK, DEVICE,
-# HARDWARE (for the model card), WORK, PACKAGE.
+# scores), PRESET, STEPS, BATCH, MAX_SEQ_LEN, WARMUP, DROPOUT, EVAL_EVERY, CHUNK, THREADS,
+# DEVICE, HARDWARE (for the model card), WORK, PACKAGE.
 # CPU recipe (the defaults): 10,000 steps of 16 x 256 tokens (41 M tokens, about four passes
 # over the transposed training pieces), dropout 0.1, about 80 min of training on 2 cores when
 # nothing else runs (9,000 tokens/s). 256-token chunks learned more per note than 512 at the
@@ -35,9 +35,10 @@ CHUNK=${CHUNK:-500}  # training steps per call: each call ends with its state sa
 $PY -m midimix.corpus --out-dir data/corpus --lofi "$LOFI" --classical "$CLASSICAL" --quiet
 $PY -m midimix.tokenize data/corpus --out "$WORK/tokens" --workers 2 --no-progress
 while :; do
-    # One thread per process while the machine is busy (two would fight over one core).
+    # One thread per process while the machine is busy (two would fight over one core);
+    # THREADS= fixes it (one thread trains at about 80% of two's speed on this CPU).
     load=$(cut -d' ' -f1 /proc/loadavg)
-    threads=$(awk -v l="$load" 'BEGIN { print (l > 2.5) ? 1 : 0 }')
+    threads=${THREADS:-$(awk -v l="$load" 'BEGIN { print (l > 2.5) ? 1 : 0 }')}
     resume=""; [ -d "$WORK/run/last" ] && resume="--resume"
     $PY -m midimix.train --tokens-dir "$WORK/tokens" --run-dir "$WORK/run" --preset "$PRESET" \
         --max-steps "$STEPS" --batch-size "$BATCH" --max-seq-len "$MAX_SEQ_LEN" --lr 1e-3 --warmup-steps "$WARMUP" --dropout "$DROPOUT" \
