@@ -139,7 +139,8 @@ def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, A
         "## Model and training",
         "",
         f"- {meta['num_parameters']:,} parameters: {model['n_layer']} layers, {model['n_embd']} "
-        f"dimensions, {model['n_head']} heads, context {model['context_length']} tokens; "
+        f"dimensions, {model['n_head']} heads, context {meta['max_seq_len']} tokens (trained "
+        f"and sampled; {model['context_length']} positions); "
         f"model.safetensors {extra['model_mib']:.1f} MiB.",
         f"- {meta['step']} steps of batch {cfg['batch_size']} x {meta['max_seq_len']} tokens "
         f"({meta['step'] * cfg['batch_size'] * meta['max_seq_len'] / 1e6:.1f} M tokens), AdamW "
