@@ -3,7 +3,7 @@
 In numpy the delay line is a dozen passes over the piece (a time axis, two sines, the read
 positions, their clipping, two gathers per channel, the interpolation): 0.13 s of a 45 s
 piece's 1.0 s render. One loop that computes each read position and interpolates every channel
-there takes about 0.02 s and gives the same samples: the same float64 read positions (up to the
+there takes about 0.05 s and gives the same samples: the same float64 read positions (up to the
 last bit of libm's sine against numpy's) and the same float32 interpolation, with no fused or
 reordered arithmetic (no `fastmath`). Cached on disk like the decoding step (midimix.jit_cache).
 """

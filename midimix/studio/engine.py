@@ -261,9 +261,9 @@ def run_request(
 ) -> StudioResult:
     """Generate, render, draw and score one piece into `out_dir`. The piano roll and P(genre)
     need only the MIDI, so they are made in a thread while the audio's effects run (pedalboard
-    and the compiled delay line release the GIL): on two cores that hides their time. Started
-    with the synthesizer instead, they took a core from its two threads and the GIL from its
-    event loop: the audio took 0.92-1.02 s instead of 0.71 s (45 s piece)."""
+    and the compiled delay line release the GIL): on two cores that hides part of their time.
+    Started with the synthesizer instead, they took a core from its two threads and the GIL
+    from its event loop: the audio took 0.92-1.02 s instead of 0.71 s (45 s piece)."""
     from midimix.generate import generate
 
     start = time.perf_counter()
