@@ -11,6 +11,7 @@ when a synthesizer is made, not before.
 from __future__ import annotations
 
 import ctypes
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,10 @@ class Synthesizer:
         # while one synthesizer has it loaded), so the fresh one of each piece loads it fast.
         self._holder, self.sfid = self._new_synth()
         self.synth = self._holder
+        # the next piece's fresh synthesizer, made in a thread while this piece's effects run
+        # (loading the SoundFont into it takes about 50 ms, a warm studio request's 2.5%)
+        self._spare: tuple[Any, int] | None = None
+        self._spare_thread: threading.Thread | None = None
         self.channels = int(self.synth.get_setting("synth.midi-channels"))
         self._write_float = fluidsynth.cfunc(
             "fluid_synth_write_float",
@@ -119,8 +124,11 @@ class Synthesizer:
             ("rincr", ctypes.c_int, 1),
         )
 
-    def _new_synth(self) -> tuple[Any, int]:
-        """(a FluidSynth synthesizer with the SoundFont loaded, the SoundFont's id)."""
+    def _new_synth(self, quiet: bool = True) -> tuple[Any, int]:
+        """(a FluidSynth synthesizer with the SoundFont loaded, the SoundFont's id). `quiet`:
+        C libraries' notes on stderr silenced (process-wide: not from a second thread)."""
+        import contextlib
+
         import fluidsynth
 
         from midimix.audio import quiet_stderr
@@ -130,7 +138,7 @@ class Synthesizer:
         settings = {"synth.reverb.active": 0, "synth.chorus.active": 0}
         settings["synth.cpu-cores"] = self.threads
         synth = fluidsynth.Synth(gain=self.gain, samplerate=float(self.sample_rate_hz), **settings)
-        with quiet_stderr():  # libinstpatch prints glib noise on a corrupt file
+        with quiet_stderr() if quiet else contextlib.nullcontext():  # glib noise, corrupt file
             sfid = synth.sfload(str(self.soundfont))
         if sfid == FLUID_FAILED:
             synth.delete()
@@ -141,9 +149,33 @@ class Synthesizer:
         return synth, sfid
 
     def close(self) -> None:
+        spare = self._take_spare()
+        if spare is not None:
+            spare[0].delete()
         if self.synth is not self._holder:
             self.synth.delete()
         self._holder.delete()
+
+    def _make_spare(self) -> None:
+        """Start making the next piece's synthesizer in a thread (one the SoundFont loaded
+        into once already: the file is known to be good, so stderr is left alone)."""
+
+        def make() -> None:
+            try:
+                self._spare = self._new_synth(quiet=False)
+            except Exception:  # the next piece makes its own, and reports what is wrong
+                self._spare = None
+
+        # not a daemon: a process that ends waits the few ms for it, not exiting mid-load
+        self._spare_thread = threading.Thread(target=make, name="midimix-synth")
+        self._spare_thread.start()
+
+    def _take_spare(self) -> tuple[Any, int] | None:
+        if self._spare_thread is not None:
+            self._spare_thread.join()
+            self._spare_thread = None
+        spare, self._spare = self._spare, None
+        return spare
 
     def __enter__(self) -> Synthesizer:
         return self
@@ -176,6 +208,7 @@ class Synthesizer:
             else:
                 self.synth.pitch_bend(channel, a)
         self._pull(audio, position, n_samples)
+        self._make_spare()
         return audio
 
     def _reset(self, layers: list[Layer]) -> None:
@@ -185,7 +218,7 @@ class Synthesizer:
         before it in the same process, and a resumed batch did not match an unbroken one."""
         if self.synth is not self._holder:
             self.synth.delete()
-        self.synth, self.sfid = self._new_synth()
+        self.synth, self.sfid = self._take_spare() or self._new_synth()
         for layer in layers:
             if self.synth.program_select(layer.channel, self.sfid, layer.bank, layer.program):
                 kind = "drum kit" if layer.bank == DRUM_BANK else "program"

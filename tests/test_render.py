@@ -336,6 +336,20 @@ def test_after_synthesis_is_called_once_before_the_effects(midi_dir: Path, tmp_p
     assert sf.info(str(out)).frames == round((2.0 + TAIL_SECONDS) * RATE_HZ)
 
 
+def test_the_next_pieces_synthesizer_made_ahead_gives_the_same_samples(midi_dir: Path) -> None:
+    renderer = Renderer(config(genre_weights={"lofi": 1.0}))
+    first, _, _ = renderer.synthesize(midi_dir / "four_seconds.mid")
+    assert renderer.synth._spare_thread is not None  # made while the effects would run
+    made_ahead = renderer.synth._take_spare()
+    assert made_ahead is not None
+    renderer.synth._spare = made_ahead  # the next piece plays on it
+    second, _, _ = renderer.synthesize(midi_dir / "four_seconds.mid")
+    assert renderer.synth.synth is made_ahead[0]
+    assert np.array_equal(first, second) and np.abs(first).max() > 0.01
+    renderer.close()
+    assert renderer.synth._spare is None and renderer.synth._spare_thread is None
+
+
 def test_two_synthesizer_threads_give_the_samples_of_one(tmp_path: Path) -> None:
     """FluidSynth's voice threads (synth.cpu-cores) sum in a fixed order: not a sample moves."""
     midi = make_midi(tmp_path / "chords.mid", 24, pitches=(36, 48, 55, 60, 64, 67, 71, 74))
