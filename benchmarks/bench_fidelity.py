@@ -101,9 +101,9 @@ def is_default(setting: dict) -> bool:
     ) == (1.0, 0, 0.95)
 
 
-def same_size_null(ref: list[Path], k: int, rounds: int = 5) -> float:
+def same_size_null(ref: list[Path], k: int, seed: int, rounds: int = 5) -> float:
     """Median distance between k random held-out pieces and the other held-out pieces."""
-    rng = random.Random(1)
+    rng = random.Random(seed)
     values = []
     for _ in range(rounds):
         shuffled = rng.sample(ref, len(ref))
@@ -128,8 +128,9 @@ def main() -> int:
         sys.exit(f"error: {model} stores no genre statistics (scripts/add_genre_stats.py)")
     start = time.perf_counter()
     rows = []
+    grid = settings(args.pieces)
     with tempfile.TemporaryDirectory() as tmp:
-        for n, setting in enumerate(settings(args.pieces)):
+        for n, setting in enumerate(grid):
             config = GenerateConfig(**setting, bars=args.bars, seed=n, render=False, progress=False,
                                     genre_limits=not args.raw, calibrated=not args.raw,
                                     genre_keys=not (args.raw or args.no_genre_keys),
@@ -157,23 +158,17 @@ def main() -> int:
         fidelity = {}
         for genre, pieces in single.items():
             ref = reference.get(genre, [])
-            rng = random.Random(0)
-            halves = []
-            for _ in range(5):
-                shuffled = rng.sample(ref, len(ref))
-                halves.append(effect(shuffled[: len(ref) // 2], shuffled[len(ref) // 2 :]))
             generated = [Path(r["path"]) for r in pieces]
             per_feature = feature_distances(generated, ref)
-            grid = settings(args.pieces)
             default = [Path(r["path"]) for r in pieces if is_default(grid[r["setting"]])]
             fidelity[genre] = {
                 "generated_vs_held_out": summarize_distances(per_feature)["mean_effect_size"],
-                "half_vs_half": statistics.median(halves),
+                "half_vs_half": same_size_null(ref, len(ref) // 2, seed=0),
                 "largest_effects": largest_effects(per_feature),
                 "default_settings": {
                     "pieces": len(default),
                     "generated_vs_held_out": effect(default, ref),
-                    "same_size_null": same_size_null(ref, len(default)),
+                    "same_size_null": same_size_null(ref, len(default), seed=1),
                 },
             }
     figures = {
@@ -191,7 +186,7 @@ def main() -> int:
         "seconds": round(time.perf_counter() - start, 1),
     }
     print(f"model {model} ({'raw: no limits, no calibration' if args.raw else 'defaults'})")
-    print(f"  {len(rows)} pieces of {args.bars} bars over {len(settings(args.pieces))} settings")
+    print(f"  {len(rows)} pieces of {args.bars} bars over {len(grid)} settings")
     print(f"  duplicate notes: {figures['duplicate_notes']} of {figures['notes']} notes, "
           f"in {figures['pieces_with_duplicates']} pieces")  # fmt: skip
     print(f"  largest stack per onset: {figures['largest_stack']}; pieces over their genres' "

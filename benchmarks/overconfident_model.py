@@ -24,23 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from compare_models import ROOT, WEIGHTS, recognised, run  # the default model's comparison
+
 sys.path.insert(0, str(ROOT / "scripts"))
-from package_default_model import pitched_reference  # noqa: E402  (the default model's)
-
-FIT_WEIGHTS = ",".join(f"{k / 16:g}" for k in range(17))
-HELD_OUT_WEIGHTS = "0,0.25,0.5,0.75,1"
-
-
-def run(command: list[str]) -> None:
-    print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True, cwd=ROOT)
+# the default model's packaging: its calibration grid and its drum-free reference pieces
+from package_default_model import FIT_WEIGHTS, pitched_reference  # noqa: E402
 
 
 def slice_corpus(corpus: Path, out: Path, pieces: dict[str, int]) -> None:
@@ -63,11 +56,6 @@ def sweep(model: Path, out: Path, reference: Path, seed: int, weights: str, piec
              "--pieces", str(pieces), "--no-progress",
              *(["--fit-calibration"] if fit else [])])  # fmt: skip
     return json.loads((out / "report.json").read_text())
-
-
-def share(report: dict[str, Any], weight: float, genre: str) -> float:
-    per_piece = report["generated"][f"logits w={weight:g}"]["per_piece"]
-    return sum(1 for p in per_piece if p[genre] > 0.5) / max(1, len(per_piece))
 
 
 def main() -> int:
@@ -103,7 +91,7 @@ def main() -> int:
     reference = work / "reference"
     pitched_reference(work / "corpus", reference)
     raw = sweep(model, work / "raw", reference, 0, FIT_WEIGHTS, args.pieces, fit=True)
-    held = sweep(model, work / "calibrated", reference, 3, HELD_OUT_WEIGHTS,
+    held = sweep(model, work / "calibrated", reference, 3, WEIGHTS,
                  args.held_out_pieces, fit=False)  # fmt: skip
     raw_points = raw["sweep"]["methods"]["logits"]
     points = held["sweep"]["methods"]["logits"]
@@ -115,8 +103,8 @@ def main() -> int:
         "p_lofi": {p["weight"]: round(p["mean"], 3) for p in points},
         "calibration_error": held["sweep"]["calibration_error"]["logits"],
         "crossing": held["sweep"]["crossing_0_5"]["logits"],
-        "recognised_lofi": share(held, 1.0, "lofi"),
-        "recognised_classical": share(held, 0.0, "classical"),
+        "recognised_lofi": recognised(held, 1.0, "lofi"),
+        "recognised_classical": recognised(held, 0.0, "classical"),
         "seconds": round(time.perf_counter() - start, 1),
     }
     (work / "figures.json").write_text(json.dumps(figures, indent=2) + "\n")

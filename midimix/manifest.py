@@ -243,6 +243,11 @@ class StageSummary:
         return "\n".join(lines)
 
 
+def cores_per_worker(workers: int) -> int:
+    """The machine's cores shared out among a stage's worker processes (at least one each)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def in_shard(item_id: str, shard: tuple[int, int]) -> bool:
     """Stable assignment of items to shards by a hash of the id (independent of order)."""
     k, n = shard

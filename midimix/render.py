@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import functools
 import math
-import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -34,6 +33,7 @@ from midimix.manifest import (
     StageSummary,
     atomic_path,
     atomic_write_json,
+    cores_per_worker,
     disk_full_error,
     disk_is_full,
     run_items,
@@ -81,7 +81,7 @@ class Renderer:
     def __init__(self, config: RenderConfig) -> None:
         self.config = config
         self.soundfont = find_soundfont(config.soundfont)
-        threads = max(1, (os.cpu_count() or 1) // config.workers)  # cores shared by workers
+        threads = cores_per_worker(config.workers)
         self.synth = Synthesizer(self.soundfont, config.sample_rate_hz, config.synth_gain, threads)
 
     def close(self) -> None:
@@ -278,8 +278,7 @@ def render(
     after_synthesis: Callable[[], object] | None = None,
 ) -> Path:
     """Render one MIDI file to `out_path` (format from the config); returns the path."""
-    renderer = _renderer_for(config or RenderConfig())
-    return renderer.render(Path(midi_path), Path(out_path), after_synthesis).path
+    return render_file(midi_path, out_path, config or RenderConfig(), after_synthesis).path
 
 
 def render_piece(
@@ -300,9 +299,14 @@ def render_piece(
     return render(midi_path, Path(midi_path).with_suffix(".wav"), config, after_synthesis)
 
 
-def render_file(midi_path: Path, out_path: Path, config: RenderConfig) -> RenderResult:
+def render_file(
+    midi_path: Path,
+    out_path: Path,
+    config: RenderConfig,
+    after_synthesis: Callable[[], object] | None = None,
+) -> RenderResult:
     """Like `render`, with the measurements (duration, LUFS, peak, instruments)."""
-    return _renderer_for(config).render(Path(midi_path), Path(out_path))
+    return _renderer_for(config).render(Path(midi_path), Path(out_path), after_synthesis)
 
 
 _WORKER: dict[str, Renderer] = {}

@@ -10,6 +10,7 @@ when a synthesizer is made, not before.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import threading
 from pathlib import Path
@@ -127,8 +128,6 @@ class Synthesizer:
     def _new_synth(self, quiet: bool = True) -> tuple[Any, int]:
         """(a FluidSynth synthesizer with the SoundFont loaded, the SoundFont's id). `quiet`:
         C libraries' notes on stderr silenced (process-wide: not from a second thread)."""
-        import contextlib
-
         import fluidsynth
 
         from midimix.audio import quiet_stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +30,14 @@ from midimix.config import (
 )
 from midimix.errors import ConfigError, InputError, cli_errors
 from midimix.jit_cache import compile_once, use_user_cache
-from midimix.manifest import STATUS_EMPTY, Item, Manifest, StageSummary, run_items
+from midimix.manifest import (
+    STATUS_EMPTY,
+    Item,
+    Manifest,
+    StageSummary,
+    cores_per_worker,
+    run_items,
+)
 from midimix.options import add_config_arguments, config_from_args, option, stage_parser
 from midimix.transcribe_beats import (
     MIN_DRUM_SHARE,
@@ -568,7 +574,7 @@ def worker_threads(config: TranscribeConfig) -> int:
     """onnxruntime threads per worker: the cores shared out among the workers."""
     if config.threads:
         return config.threads
-    return max(1, (os.cpu_count() or 1) // config.workers)
+    return cores_per_worker(config.workers)
 
 
 def find_clips(clips_dir: Path | dict[str, Path], midi_dir: Path) -> list[Item]:
