@@ -96,9 +96,21 @@ def fit(
     )
 
 
-def calibration_error(points: Sequence[tuple[float, float]]) -> float:
-    """Mean |P(genre) - asked weight| over the sweep points (asked weight, mean P)."""
-    return sum(abs(p - w) for w, p in points) / len(points)
+MIXED_WEIGHTS = (0.25, 0.5, 0.75)  # where the calibration error is read
+
+
+def calibration_error(points: Sequence[tuple[float, float]]) -> float | None:
+    """Mean |P(genre) - asked weight| at the asked weights 0.25, 0.5 and 0.75 (points are
+    (asked weight, mean P)); a sweep without all three is read at every weight that mixes,
+    0 < w < 1; None when none mixes. The single genres at 0 and 1 are left out: they land near
+    0 and 1 whatever the mix does, and would dilute the figure."""
+    at = {w: p for w, p in points}
+    weights = (
+        [w for w in MIXED_WEIGHTS if w in at]
+        if all(w in at for w in MIXED_WEIGHTS)
+        else [w for w in at if 0.0 < w < 1.0]
+    )
+    return sum(abs(at[w] - w) for w in weights) / len(weights) if weights else None
 
 
 def crossing(points: Sequence[tuple[float, float]], level: float = 0.5) -> float | None:

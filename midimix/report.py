@@ -230,6 +230,14 @@ def markdown(report: dict[str, Any]) -> str:
                      for p in points]  # fmt: skip
             rises = "yes" if s["rises"][method] else "no"
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {rises} |")
+        for method in s["methods"]:
+            error, cross = s["calibration_error"][method], s["crossing_0_5"][method]
+            lines += [
+                "",
+                f"{method}: calibration error (mean |P - w| at w = 0.25, 0.5, 0.75) "
+                f"{'n/a' if error is None else _num(error)}; P crosses 0.5 at w = "
+                f"{'n/a' if cross is None else _num(cross)}.",
+            ]
         lines += ["", s["rises_definition"], f"Sweep time: {s['seconds']:.0f} s."]
     if "model" in report:
         m = report["model"]

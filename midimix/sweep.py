@@ -351,7 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"sweep: P({s['genre']}) at w={','.join(f'{w:g}' for w in config.weights)}: {curves}; "
         + "calibration error "
-        + ", ".join(f"{m} {e:.3f}" for m, e in s["calibration_error"].items())
+        + ", ".join(
+            f"{m} {'n/a' if e is None else f'{e:.3f}'}" for m, e in s["calibration_error"].items()
+        )
         + ("; map stored in the model folder" if s["fitted_calibration"] else "")
         + "; "
         f"classifier CV {report['classifier']['cv_accuracy']:.3f}; {s['seconds']:.0f} s; "

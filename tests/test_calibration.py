@@ -57,7 +57,13 @@ def test_over_confident_half_half_samples_below_half() -> None:
 
 def test_error_and_crossing_figures() -> None:
     points = list(zip(WEIGHTS, OVER_CONFIDENT, strict=True))
-    assert calibration_error(points) == pytest.approx((0.01 + 0.13 + 0.19 + 0.24 + 0.0) / 5)
+    # the mixing weights only (0.25, 0.5, 0.75): the single genres would dilute the figure
+    assert calibration_error(points) == pytest.approx((0.13 + 0.19 + 0.24) / 3)
+    assert calibration_error([(0.0, 0.1), (1.0, 0.8)]) is None
+    # a finer sweep is read at the same three weights; one without them at every mixing weight
+    finer = [*points, (0.125, 0.5), (0.875, 0.5)]
+    assert calibration_error(finer) == pytest.approx((0.13 + 0.19 + 0.24) / 3)
+    assert calibration_error([(0.0, 0.0), (0.4, 0.5), (0.6, 0.5), (1.0, 1.0)]) == pytest.approx(0.1)
     assert crossing(points) == pytest.approx(0.25 + 0.25 * 0.38 / 0.57)
     assert crossing([(0.0, 0.6), (1.0, 0.9)]) is None
 
