@@ -265,11 +265,10 @@ def sweep(
         for w in config.weights:
             per_piece = report["generated"][label_of(method, w)]["per_piece"]
             mean, low, high = mean_ci95([p[genres[0]] for p in per_piece], PROBABILITY)
-            methods[method].append({"weight": w, "mean": mean, "ci95": [low, high]})
+            methods[method].append(
+                {"weight": w, "mean": mean, "ci95": [low, high], "pieces": len(per_piece)}
+            )
     curves = {m: [(p["weight"], p["mean"]) for p in points] for m, points in methods.items()}
-    if config.fit_calibration:
-        for method, curve in curves.items():
-            calibration.store(Path(model_dir), calibration.fit(*genres, method, curve))
     report["sweep"] = {
         "genre": genres[0],
         "against": genres[1],
@@ -283,6 +282,9 @@ def sweep(
         "rises_definition": RISES_DEFINITION,
         "config": config_to_dict(config),
     }
+    if config.fit_calibration:
+        for fitted in calibration.fit_sweep(report["sweep"]):
+            calibration.store(Path(model_dir), fitted)
     extra["distribution_labels"] = [
         label_of(m, w) for m in config.methods for w in (config.weights[0], config.weights[-1])
     ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from midimix.calibration import (
@@ -32,21 +33,59 @@ def test_nondecreasing_pools_violators() -> None:
 
 
 @pytest.mark.parametrize("curve", [OVER_CONFIDENT, SHY], ids=["over-confident", "shy"])
-def test_the_map_inverts_the_measured_curve(curve: list[float]) -> None:
+def test_the_map_inverts_the_fitted_curve(curve: list[float]) -> None:
     cal = fit("lofi", "classical", "logits", list(zip(WEIGHTS, curve, strict=True)))
+    assert cal.fitted == "logistic"
+    # the logistic passes within 0.025 of every measured mean of these sweeps
+    for w, p in zip(WEIGHTS, curve, strict=True):
+        assert interpolate(w, cal.weights, cal.p_genre) == pytest.approx(p, abs=0.025)
     for asked in (0.2, 0.35, 0.5, 0.65, 0.8):
         u = cal.sampling_weight(asked)
         assert 0.0 <= u <= 1.0
-        if curve[0] <= asked <= curve[-1]:  # inside what the model reaches: lands on it
-            assert interpolate(u, WEIGHTS, curve) == pytest.approx(asked)
+        if cal.p_genre[0] <= asked <= cal.p_genre[-1]:  # inside what the model reaches
+            assert interpolate(u, cal.weights, cal.p_genre) == pytest.approx(asked)
     # the map rises with the asked weight
     us = [cal.sampling_weight(a / 20) for a in range(21)]
     assert us == sorted(us)
 
 
+def test_few_weights_or_no_rise_keep_the_line_through_the_means() -> None:
+    three = [(0.0, 0.01), (0.5, 0.69), (1.0, 1.0)]
+    cal = fit("lofi", "classical", "logits", three)
+    assert cal.fitted == "interpolated" and cal.p_genre == [0.01, 0.69, 1.0]
+    assert cal.sampling_weight(0.35) == pytest.approx(0.5 * 0.34 / 0.68)
+    flat = fit(
+        "lofi", "classical", "logits", list(zip(WEIGHTS, [0.5, 0.52, 0.5, 0.51, 0.53], strict=True))
+    )
+    assert flat.fitted == "interpolated"
+
+
+def test_the_logistic_lands_closer_than_the_line_on_noisy_sweeps() -> None:
+    """A model whose pieces the classifier is sure of (each P is 0 or 1) with a steep true
+    curve: 17 weights x 20 pieces, as the packaging sweeps. Over 40 sweeps the logistic map's
+    asked 0.25/0.5/0.75 land nearer the truth than the line through the means."""
+    rng = np.random.default_rng(7)
+    weights = [k / 16 for k in range(17)]
+
+    def truth(u: float) -> float:
+        return float(1.0 / (1.0 + np.exp(-14.0 * (u - 0.4))))
+
+    errors: dict[str, list[float]] = {"logistic": [], "interpolated": []}
+    for _ in range(40):
+        means = [float(rng.binomial(20, truth(u)) / 20) for u in weights]
+        points = list(zip(weights, means, strict=True))
+        line = Calibration("lofi", "classical", "logits", weights, nondecreasing(means))
+        for cal in (fit("lofi", "classical", "logits", points), line):
+            landed = [abs(truth(cal.sampling_weight(w)) - w) for w in (0.25, 0.5, 0.75)]
+            errors[cal.fitted].append(float(np.mean(landed)))
+    logistic, line = np.mean(errors["logistic"]), np.mean(errors["interpolated"])
+    print(f"logistic {logistic:.3f}, line {line:.3f}")
+    assert logistic < 0.05 and logistic < 0.85 * line
+
+
 def test_over_confident_half_half_samples_below_half() -> None:
     cal = fit("lofi", "classical", "logits", list(zip(WEIGHTS, OVER_CONFIDENT, strict=True)))
-    assert cal.sampling_weight(0.5) == pytest.approx(0.25 + 0.25 * 0.38 / 0.57)
+    assert 0.40 < cal.sampling_weight(0.5) < 0.45  # the measured means cross 0.5 at 0.42
     mixed = calibrated({"lofi": 0.5, "classical": 0.5}, "logits", [cal])
     assert mixed["lofi"] == pytest.approx(cal.sampling_weight(0.5))
     assert mixed["lofi"] + mixed["classical"] == pytest.approx(1.0)
