@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from midimix import calibration
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_MODEL = ROOT / "midimix" / "default_model"
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json")
@@ -104,14 +106,16 @@ def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, A
             f"{s['tempo_bpm_p95']:g} BPM (5th-95th percentile), {sigs}, notes per onset 99th "
             f"percentile {s['notes_per_onset_p99']:g}."
         )
-    cal_lines = [
-        f"- {c['genre']} against {c['against']}, `{c['method']}` mix: P({c['genre']}) "
-        + ", ".join(f"{v:.2f}" for v in c["p_genre"])
-        + " at raw weights "
-        + ", ".join(f"{w:g}" for w in c["weights"])
-        + f" (seed 0; the sweep above uses other pieces, seed {sweep['config']['seed']})."
-        for c in meta.get("calibration", [])
-    ]
+    cal_lines = []
+    for c in calibration.from_meta(meta):
+        asked = ", ".join(f"{w:g} at {c.sampling_weight(w):.3f}" for w in (0.25, 0.5, 0.75))
+        how = ("a logistic curve fitted through" if c.fitted == "logistic"
+               else "the line through (made non-decreasing)")  # fmt: skip
+        cal_lines.append(
+            f"- {c.genre} against {c.against}, `{c.method}` mix: {how} the mean P({c.genre}) "
+            f"of the fitting sweep (seed 0, raw weights; the sweep above uses other pieces, "
+            f"seed {sweep['config']['seed']}); asked {c.genre} weights sample at: {asked}."
+        )
     lines = [
         "# midimix default model",
         "",
@@ -160,7 +164,8 @@ def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, A
         f"- Sweep with the calibration map, `logits` mix, {sweep['config']['pieces']} pieces "
         f"of {sweep['config']['bars']} bars per weight (seed {sweep['config']['seed']}): mean "
         "P(lofi) (95% CI) at "
-        f"w = {weights}: {curve}; calibration error {new['calibration_error']:.3f}; rises: "
+        f"w = {weights}: {curve}; calibration error (mean |P - w| at w = 0.25, 0.5, 0.75) "
+        f"{new['calibration_error']:.3f}; rises: "
         f"{new['rises']}.",
         f"- Lo-fi-only pieces recognised as lo-fi {pct(new['recognised_lofi'])}, "
         f"classical-only as classical {pct(new['recognised_classical'])} (P(genre) > 0.5).",
