@@ -16,6 +16,10 @@ feature distance to held-out pieces, for a model (the embedded one by default).
    pieces made at the default settings alone (logits, temperature 1, top-p 0.95: what a user
    hears), set against held-out subsets of the same size (a mean effect size grows as sets
    shrink, so the null is drawn at the generated set's size: k held-out pieces vs the rest).
+4. What the vocabulary keeps: half of the held-out pieces encoded and decoded by the model's
+   own tokenizer, against the other half as they are (the same halves as the null). A model
+   can at best write what its tokens say, so this is the floor under item 3 for this
+   vocabulary (`benchmarks/bench_vocabulary.py` compares vocabularies).
 `--raw` runs the same without the genre limits, the calibration map and the genre keys, for
 comparison; `--no-genre-keys` without the genre keys only (pieces keep the key they were
 sampled in).
@@ -37,6 +41,7 @@ from midimix.features import feature_table
 from midimix.generate import resolve_model_dir
 from midimix.genre_stats import load_stats, midi_facts, mix_onset_cap
 from midimix.measure import distances, summarize_distances
+from midimix.tokenizer import GenreTokenizer
 
 MIXES: list[dict[str, float]] = [
     {"lofi": 1.0},
@@ -111,6 +116,24 @@ def same_size_null(ref: list[Path], k: int, seed: int, rounds: int = 5) -> float
     return statistics.median(values)
 
 
+def round_trip(paths: list[Path], tokenizer: GenreTokenizer, out: Path) -> list[Path]:
+    """Each piece encoded and decoded by the tokenizer (what the model's tokens can say)."""
+    out.mkdir(parents=True, exist_ok=True)
+    return [tokenizer.decode_to_file(tokenizer.encode(p), out / p.name) for p in paths]
+
+
+def round_trip_null(ref: list[Path], decoded: list[Path], seed: int, rounds: int = 5) -> float:
+    """Median distance between a random half of the held-out pieces after the tokenizer's
+    round trip and the other half as they are (the halves of `same_size_null`)."""
+    rng = random.Random(seed)
+    values = []
+    k = len(ref) // 2
+    for _ in range(rounds):
+        order = rng.sample(range(len(ref)), len(ref))
+        values.append(effect([decoded[i] for i in order[:k]], [ref[i] for i in order[k:]]))
+    return statistics.median(values)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=None)
@@ -155,9 +178,11 @@ def main() -> int:
             ]
             tempo_ok[genre] = sum(inside) / max(len(inside), 1)
         reference = held_out(args.reference_dir, args.splits)
+        tokenizer = GenreTokenizer.load(model)
         fidelity = {}
         for genre, pieces in single.items():
             ref = reference.get(genre, [])
+            decoded = round_trip(ref, tokenizer, Path(tmp) / "round-trip" / genre)
             generated = [Path(r["path"]) for r in pieces]
             per_feature = feature_distances(generated, ref)
             default = [Path(r["path"]) for r in pieces if is_default(grid[r["setting"]])]
@@ -165,6 +190,7 @@ def main() -> int:
                 "generated_vs_held_out": summarize_distances(per_feature)["mean_effect_size"],
                 "half_vs_half": same_size_null(ref, len(ref) // 2, seed=0),
                 "largest_effects": largest_effects(per_feature),
+                "round_trip_vs_held_out": round_trip_null(ref, decoded, seed=0),
                 "default_settings": {
                     "pieces": len(default),
                     "generated_vs_held_out": effect(default, ref),
@@ -202,6 +228,10 @@ def main() -> int:
         print(f"    default settings only ({d['pieces']} pieces): {d['generated_vs_held_out']:.2f} "
               f"vs {d['same_size_null']:.2f} for {d['pieces']} held-out pieces against the rest "
               f"({d['generated_vs_held_out'] / d['same_size_null']:.1f}x)")  # fmt: skip
+        floor = f["round_trip_vs_held_out"]
+        print(f"    the vocabulary's own round trip (half the held-out pieces through the "
+              f"tokenizer, against the other half): {floor:.2f} "
+              f"({floor / f['half_vs_half']:.1f}x)")  # fmt: skip
         print("    largest effect sizes: " + ", ".join(
             f"{name} {size:.2f}" for name, size in f["largest_effects"].items()))  # fmt: skip
     print(f"  {figures['seconds']:.0f} s")
