@@ -4,6 +4,8 @@ asked, on the sweep figures of an over-confident model and of a shy one."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from midimix.calibration import (
     calibration_error,
     crossing,
     fit,
+    fit_sweep,
     interpolate,
     load,
     nondecreasing,
@@ -115,3 +118,33 @@ def test_stored_in_the_model_folder(tmp_path: Path) -> None:
     assert load(tmp_path) == [cal]
     assert json.loads((tmp_path / "midimix.json").read_text())["genres"] == ["classical", "lofi"]
     assert load(tmp_path / "nowhere") == []
+
+
+def test_a_sweep_record_fits_the_same_map_and_the_script_refits_a_folder(tmp_path: Path) -> None:
+    points = [{"weight": w, "mean": p, "ci95": [p, p], "pieces": 20}
+              for w, p in zip(WEIGHTS, OVER_CONFIDENT, strict=True)]  # fmt: skip
+    record = {"genre": "lofi", "against": "classical", "pieces": 20,
+              "methods": {"logits": points}, "fitted_calibration": True}  # fmt: skip
+    (cal,) = fit_sweep(record)
+    measured = list(zip(WEIGHTS, OVER_CONFIDENT, strict=True))
+    assert cal == fit("lofi", "classical", "logits", measured, [20] * len(WEIGHTS))
+    # a record written before each point counted its pieces: the sweep's count stands in
+    old = {**record, "methods": {"logits": [{k: v for k, v in p.items() if k != "pieces"}
+                                            for p in points]}}  # fmt: skip
+    assert fit_sweep(old) == [cal]
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "midimix.json").write_text(json.dumps({"genres": ["classical", "lofi"]}))
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"sweep": record}))
+    script = Path(__file__).resolve().parent.parent / "scripts" / "refit_calibration.py"
+    done = subprocess.run([sys.executable, str(script), "--model", str(model), "--sweep",
+                           str(report)], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert load(model) == [cal] and "0.5 -> 0.4" in done.stdout
+    # a sweep sampled through a map cannot be refitted from
+    report.write_text(json.dumps({"sweep": {**record, "fitted_calibration": False}}))
+    refused = subprocess.run([sys.executable, str(script), "--model", str(model), "--sweep",
+                              str(report)], capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2 and "raw weights" in refused.stderr

@@ -239,6 +239,12 @@ def test_sweep_writes_curve_and_model_figures(sets: dict[str, list[Path]], tmp_p
         "features_logits-w-0.png",
         "features_logits-w-1.png",
     }
+    # one mixing weight (0.5): the error is read there alone, and the report says so
+    curve = {p["weight"]: p["mean"] for p in s["methods"]["logits"]}
+    assert s["calibration_error"]["logits"] == pytest.approx(abs(curve[0.5] - 0.5))
+    assert [p["pieces"] for p in s["methods"]["logits"]] == [2, 2, 2]
+    markdown = (tmp_path / "sweep" / "report.md").read_text()
+    assert "logits: calibration error (mean |P - w| at w = 0.25, 0.5, 0.75)" in markdown
     saved = json.loads((tmp_path / "sweep" / "sweep.config.json").read_text())
     assert config_from_dict(SweepConfig, saved) == config  # what `--config` gives back
     nll = report["model"]["nll"]
