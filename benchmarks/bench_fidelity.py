@@ -70,8 +70,9 @@ def settings(pieces: int) -> list[dict]:
     return out
 
 
-def held_out(reference_dir: Path, splits: Path) -> dict[str, list[Path]]:
-    ids = json.loads(splits.read_text())["validation"]
+def held_out(reference_dir: Path, splits: Path, split: str = "validation") -> dict[str, list[Path]]:
+    """The reference pieces of one split of the token data set, per genre."""
+    ids = json.loads(splits.read_text())[split]
     out: dict[str, list[Path]] = {}
     for item in ids:
         genre, _, name = item.partition("/")

@@ -17,14 +17,13 @@ pieces the fidelity is scored on.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_fidelity import effect, feature_distances, largest_effects, round_trip
+from bench_fidelity import effect, feature_distances, held_out, largest_effects, round_trip
 
 from midimix.tokenizer import GenreTokenizer, TokenizeConfig
 
@@ -41,13 +40,7 @@ VOCABULARIES = [  # (positions per beat, velocity bins); the first is the defaul
 def pieces_of(reference_dir: Path, splits: Path, split: str, limit: int) -> dict[str, list[Path]]:
     """Up to `limit` pieces per genre of the split, drawn at random (seed 0): the split is in
     name order, and its first pieces would be one composer's."""
-    ids = json.loads(splits.read_text())[split]
-    out: dict[str, list[Path]] = {}
-    for item in ids:
-        genre, _, name = item.partition("/")
-        path = reference_dir / genre / f"{name}.mid"
-        if path.is_file():
-            out.setdefault(genre, []).append(path)
+    out = held_out(reference_dir, splits, split)
     rng = random.Random(0)
     return {g: sorted(rng.sample(paths, min(limit, len(paths)))) for g, paths in out.items()}
 
