@@ -191,11 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         folder = model_folder(args, Path(tmp))
-        model, tokenizer, _ = load_checkpoint(folder)
+        model, tokenizer, meta = load_checkpoint(folder)
         grammar = tokenizer_grammar(tokenizer)
         size = sum(p.numel() for p in model.parameters()) / 1e6
+        window = meta.get("max_seq_len") or model.config.n_positions  # what it was trained on
         print(
-            f"model {folder} ({size:.1f} M parameters, context {model.config.n_positions}), "
+            f"model {folder} ({size:.1f} M parameters, window {window} of "
+            f"{model.config.n_positions} positions), "
             f"{args.threads} thread(s), {args.tokens} new tokens, median of {args.repeats}"
         )
         if args.repeats > 0:
