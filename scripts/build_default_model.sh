@@ -11,8 +11,8 @@
 # over the transposed training pieces), dropout 0.1, about 80 min of training on 2 cores when
 # nothing else runs (9,000 tokens/s). 256-token chunks learned more per note than 512 at the
 # same tokens per step (benchmarks/bench_bpe.py, docs/train.md). Its first run (82 min, part
-# of it beside other work) was better than the embedded model on every figure but the
-# calibration error, so it was not shipped (README). GPU recipe, when one is there:
+# of it beside other work) is the embedded model: better than the model before it on every
+# figure once calibration maps were logistic fits (README, MODEL_CARD.md). GPU recipe:
 #   STEPS=8000 BATCH=32 MAX_SEQ_LEN=512 DROPOUT=0 WARMUP=200 EVAL_EVERY=500 CHUNK=8000 DEVICE=cuda HARDWARE="..." \
 #       bash scripts/build_default_model.sh
 # (validation loss 0.70 in 4 min on an H100; its raw mix leaned to lo-fi: packaging fits a
