@@ -5,8 +5,9 @@
 # (training runs in calls of CHUNK steps, each ending with its state saved in run/last).
 # The trained model replaces the embedded one only if benchmarks/compare_models.py finds it
 # better on every figure (PACKAGE=0: train only). Knobs (environment): LOFI, CLASSICAL (-1: all
-# scores), PRESET, STEPS, BATCH, MAX_SEQ_LEN, WARMUP, DROPOUT, EVAL_EVERY, CHUNK, THREADS,
-# DEVICE, HARDWARE (for the model card), WORK, PACKAGE.
+# scores), POSITIONS and VELOCITIES (the tokenizer's grid per beat and velocity bins), PRESET,
+# STEPS, BATCH, MAX_SEQ_LEN, WARMUP, DROPOUT, EVAL_EVERY, CHUNK, THREADS, DEVICE, HARDWARE (for
+# the model card), WORK, PACKAGE.
 # CPU recipe (the defaults): 10,000 steps of 16 x 256 tokens (41 M tokens, about four passes
 # over the transposed training pieces), dropout 0.1, about 80 min of training on 2 cores when
 # nothing else runs (9,000 tokens/s). 256-token chunks learned more per note than 512 at the
@@ -23,6 +24,8 @@ PY=.venv/bin/python
 WORK=${WORK:-data/default-build}
 LOFI=${LOFI:-1500}
 CLASSICAL=${CLASSICAL:--1}
+POSITIONS=${POSITIONS:-4}  # 16th-note grid (a finer one keeps more of the lo-fi: README)
+VELOCITIES=${VELOCITIES:-8}
 PRESET=${PRESET:-small}
 STEPS=${STEPS:-10000}
 BATCH=${BATCH:-16}
@@ -35,7 +38,8 @@ HARDWARE=${HARDWARE:-}
 CHUNK=${CHUNK:-500}  # training steps per call: each call ends with its state saved in run/last
 
 $PY -m midimix.corpus --out-dir data/corpus --lofi "$LOFI" --classical "$CLASSICAL" --quiet
-$PY -m midimix.tokenize data/corpus --out "$WORK/tokens" --workers 2 --no-progress
+$PY -m midimix.tokenize data/corpus --out "$WORK/tokens" --workers 2 --no-progress \
+    --positions-per-beat "$POSITIONS" --num-velocities "$VELOCITIES"
 while :; do
     # One thread per process while the machine is busy (two would fight over one core);
     # THREADS= fixes it (one thread trains at about 80% of two's speed on this CPU).
