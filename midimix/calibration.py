@@ -18,13 +18,12 @@ midimix.json under "calibration", one entry per (genre, against, method).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from midimix.errors import InputError
 
@@ -122,11 +121,13 @@ def logistic_curve(
     low: float,
     high: float,
     counts: Sequence[float] | None = None,
-) -> Any:
+) -> Callable[[np.ndarray], np.ndarray] | None:
     """P(u) = low + (high - low) sigmoid(a + b u), b >= 0, least squares through the means
     (each weighted by its pieces); None with fewer than four weights or ends too close."""
     if len(weights) < 4 or high - low < MIN_RISE:
         return None
+    from scipy.optimize import least_squares  # only fitting needs it, not generation
+
     u, p = np.asarray(weights, float), np.asarray(means, float)
     scale = np.sqrt(np.asarray(counts, float)) if counts else np.ones_like(u)
 
@@ -164,7 +165,7 @@ def calibration_error(points: Sequence[tuple[float, float]]) -> float | None:
     0 and 1 whatever the mix does, and would dilute the figure."""
     at = {w: p for w, p in points}
     weights = (
-        [w for w in MIXED_WEIGHTS if w in at]
+        list(MIXED_WEIGHTS)
         if all(w in at for w in MIXED_WEIGHTS)
         else [w for w in at if 0.0 < w < 1.0]
     )
