@@ -9,7 +9,9 @@ recognition of single-genre pieces, and the validation NLL per note on the token
 validation split; `benchmarks/bench_fidelity.py` gives duplicates, tempo in range and the
 feature distance to held-out pieces; the folder gives the size. The new model should be
 shipped only if it is better on every line (ties count as not worse where both meet the
-target). Writes compare.json and compare.md under --out-dir; a model's figures are reused
+target). Both models must tokenize as the token data set does: NLL per note of two
+vocabularies measures different things, and the sweep refuses another vocabulary's tokens.
+Writes compare.json and compare.md under --out-dir; a model's figures are reused
 from there when its report is already written (delete the folder to measure again).
 """
 

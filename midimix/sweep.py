@@ -193,7 +193,14 @@ def model_figures(
     model, tokenizer, meta = load_checkpoint(Path(model_dir))
     if tokens_dir is not None:
         from midimix.tokenize import load_sequences
+        from midimix.tokenizer import GenreTokenizer
 
+        if GenreTokenizer.load(Path(tokens_dir)).to_json() != tokenizer.to_json():
+            # ids of another vocabulary would be scored as if they were this model's
+            raise InputError(
+                f"{tokens_dir} was tokenized with another vocabulary than {model_dir}'s: give "
+                "the token data set the model was trained on"
+            )
         sequences = load_sequences(Path(tokens_dir), "validation")
         source = f"validation split of {tokens_dir}"
     else:

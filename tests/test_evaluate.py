@@ -255,3 +255,28 @@ def test_sweep_writes_curve_and_model_figures(sets: dict[str, list[Path]], tmp_p
     one = _checkpoint(tmp_path / "one", ["lofi"])
     with pytest.raises(InputError, match="two or more genres"):
         sweep(one, sets, tmp_path / "x", config)
+
+
+def test_model_figures_score_only_the_models_own_vocabulary(tmp_path: Path) -> None:
+    """NLL per note on a token data set: refused when the set was tokenized with another
+    vocabulary (its ids would be scored as if they were the model's)."""
+    from midimix.sweep import model_figures
+    from midimix.tokenize import GenreTokenizer, TokenizeConfig
+
+    torch.set_num_threads(1)
+    model_dir = _checkpoint(tmp_path / "ckpt", ["classical", "lofi"])
+    own = tmp_path / "own"
+    tokenizer = GenreTokenizer.load(model_dir)
+    tokenizer.save(own)
+    types = tokenizer.token_types()
+    note = [types.index(t) for t in ("Bar", "Position", "Pitch", "Velocity", "Duration")]
+    rows = [{"genre": g, "split": "validation", "ids": note} for g in ("lofi", "classical")]
+    (own / "sequences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    figures = model_figures(model_dir, {}, own)
+    assert {g: v["sequences"] for g, v in figures["nll"].items()} == {"classical": 1, "lofi": 1}
+    assert all(v["notes"] == 1 and v["per_note"] > 0 for v in figures["nll"].values())
+    other = tmp_path / "finer"
+    GenreTokenizer.build(["classical", "lofi"], TokenizeConfig(positions_per_beat=24)).save(other)
+    (other / "sequences.jsonl").write_text((own / "sequences.jsonl").read_text())
+    with pytest.raises(InputError, match="another vocabulary"):
+        model_figures(model_dir, {}, other)
