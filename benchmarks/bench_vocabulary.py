@@ -18,12 +18,18 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_fidelity import effect, feature_distances, held_out, largest_effects, round_trip
+from bench_fidelity import (
+    feature_distances,
+    held_out,
+    largest_effects,
+    round_trip,
+    round_trip_null,
+    same_size_null,
+)
 
 from midimix.tokenizer import GenreTokenizer, TokenizeConfig
 
@@ -63,14 +69,9 @@ def main() -> int:
                 decoded = round_trip(ref, tokenizer, Path(tmp) / f"{grid}-{velocities}" / genre)
                 ids = [tokenizer.encode(path) for path in ref]
                 per_note = sum(map(len, ids)) / max(1, sum(map(tokenizer.note_count, ids)))
-                rng = random.Random(0)
-                floors, nulls = [], []
-                for _ in range(5):
-                    order = rng.sample(range(len(ref)), len(ref))
-                    a, b = order[: len(ref) // 2], order[len(ref) // 2 :]
-                    floors.append(effect([decoded[i] for i in a], [ref[i] for i in b]))
-                    nulls.append(effect([ref[i] for i in a], [ref[i] for i in b]))
-                floor, null = statistics.median(floors), statistics.median(nulls)
+                # the same five pairs of halves for both figures (seed 0)
+                floor = round_trip_null(ref, decoded, seed=0)
+                null = same_size_null(ref, len(ref) // 2, seed=0)
                 top = largest_effects(feature_distances(decoded, ref), 3)
                 print(f"grid {grid:2d}/beat, {velocities:2d} velocities, {genre:9s}: round trip "
                       f"{floor:.3f} vs {null:.3f} half-to-half ({floor / null:.2f}x); "

@@ -108,7 +108,7 @@ def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, A
         )
     cal_lines = []
     for c in calibration.from_meta(meta):
-        asked = ", ".join(f"{w:g} at {c.sampling_weight(w):.3f}" for w in (0.25, 0.5, 0.75))
+        asked = ", ".join(f"{w:g} at {c.sampling_weight(w):.3f}" for w in calibration.MIXED_WEIGHTS)
         how = ("a logistic curve fitted through" if c.fitted == "logistic"
                else "the line through (made non-decreasing)")  # fmt: skip
         cal_lines.append(

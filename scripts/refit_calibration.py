@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
                 "sweep made with --fit-calibration")  # fmt: skip
     for fitted in calibration.fit_sweep(sweep):
         calibration.store(args.model, fitted)
-        asked = (0.25, 0.5, 0.75)
         print(f"{fitted.method} ({fitted.fitted}): asked {fitted.genre} "
-              + ", ".join(f"{w:g} -> {fitted.sampling_weight(w):.3f}" for w in asked)
+              + ", ".join(f"{w:g} -> {fitted.sampling_weight(w):.3f}"
+                          for w in calibration.MIXED_WEIGHTS)
               + f"; stored in {args.model / calibration.META_FILE}")  # fmt: skip
     return 0
 
