@@ -73,7 +73,7 @@ def model_device(model: GPT2LMHeadModel | GPT2Weights) -> Any:
     return model.device if isinstance(model, GPT2Weights) else next(model.parameters()).device
 
 
-def _cache_kwarg(model: GPT2LMHeadModel) -> str:
+def cache_kwarg(model: GPT2LMHeadModel) -> str:
     """transformers 5 names the KV cache argument `cache`, 4.x `past_key_values`."""
     params = inspect.signature(model.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
@@ -92,7 +92,7 @@ class _Runner:
         self.model, self.plan, self.bos_id, self.samples = model, plan, bos_id, samples
         self.device = model_device(model)
         weights_only = isinstance(model, GPT2Weights)
-        self.cache_kw = "" if weights_only else _cache_kwarg(model)
+        self.cache_kw = "" if weights_only else cache_kwarg(model)
         self.context = model.context if weights_only else int(model.config.n_positions)
         if context:  # a model trained on shorter chunks than its positions: no further
             self.context = min(self.context, context)

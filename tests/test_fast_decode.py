@@ -14,7 +14,7 @@ from transformers import DynamicCache
 import midimix.fast_decode as fast_decode
 from midimix.fast_decode import GPT2Weights, LeanGPT2, supports
 from midimix.model import build_model, save_checkpoint
-from midimix.sampler import MixPlan, Sampling, _cache_kwarg, sample_tokens, tokenizer_grammar
+from midimix.sampler import MixPlan, Sampling, cache_kwarg, sample_tokens, tokenizer_grammar
 from midimix.tokenize import GenreTokenizer, TokenizeConfig
 
 ROUNDING = 1e-4  # float32 rounding of a different summation order, far below any logit gap
@@ -38,7 +38,7 @@ def test_prefill_and_steps_give_the_models_logits(tiny) -> None:
     rows, prefix, steps = 3, 7, 12
     ids = torch.randint(3, model.config.vocab_size, (rows, prefix + steps))
     lean = LeanGPT2(model, rows)
-    cache = {_cache_kwarg(model): DynamicCache(config=model.config)}
+    cache = {cache_kwarg(model): DynamicCache(config=model.config)}
     with torch.inference_mode():
         ours = lean.prefill(lean.embed_ids(ids[:, :prefix]))
         theirs = model(input_ids=ids[:, :prefix], use_cache=True, **cache).logits
