@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -110,13 +111,17 @@ def shared_nll(models: dict[str, Path], tokens: dict[str, Path], out: Path) -> d
     nll, _ = genre_losses(coarse_model, coarse, shared, coarse_meta["max_seq_len"])
     per_piece = {coarse_name: [float(nll[s, coarse.genres.index(g)])
                                for s, (g, _) in enumerate(shared)]}  # fmt: skip
-    bound, checked = fine_content_nll(fine_model, fine, coarse, shared, fine_meta["max_seq_len"])
+    bound, rejected = fine_content_nll(fine_model, fine, coarse, shared, fine_meta["max_seq_len"])
     per_piece[fine_name] = bound
-    result: dict[str, Any] = {"finer": fine_name, "pieces": len(shared), "drawn_checked": checked}
+    # a piece none of whose draws rounded back has no bound: left out for both models
+    kept = [s for s, b in enumerate(bound) if math.isfinite(b)]
+    result: dict[str, Any] = {"finer": fine_name, "pieces": len(kept),
+                              "left_out": len(shared) - len(kept),
+                              "draws_not_rounding_back": rejected}  # fmt: skip
     for name, values in per_piece.items():
-        result[name] = {"per_note": sum(values) / sum(notes)}
+        result[name] = {"per_note": sum(values[s] for s in kept) / sum(notes[s] for s in kept)}
         for genre in coarse.genres:
-            rows = [s for s, (g, _) in enumerate(shared) if g == genre]
+            rows = [s for s in kept if shared[s][0] == genre]
             result[name][genre] = sum(values[s] for s in rows) / sum(notes[s] for s in rows)
     out.write_text(json.dumps(result, indent=2) + "\n")
     return result

@@ -82,11 +82,11 @@ def test_one_vocabulary_gives_the_plain_nll(coarse: GenreTokenizer) -> None:
     """With nothing to round, every step allows one token: the bound is the NLL itself."""
     model = tiny(coarse)
     seqs = [(g, content(coarse, coarse, ids)) for g, ids in pieces(coarse)]
-    bound, checked = fine_content_nll(model, coarse, coarse, seqs, max_seq_len=64, draws=2)
+    bound, rejected = fine_content_nll(model, coarse, coarse, seqs, max_seq_len=64, draws=2)
     nll, _ = genre_losses(model, coarse, seqs, max_seq_len=64)
     plain = [float(nll[s, GENRES.index(g)]) for s, (g, _) in enumerate(seqs)]
     assert bound == pytest.approx(plain, rel=1e-4)
-    assert checked == len(seqs) * 2
+    assert rejected == 0
 
 
 def test_drawn_fine_pieces_round_back_to_the_content(
@@ -101,8 +101,8 @@ def test_drawn_fine_pieces_round_back_to_the_content(
         for t, ids in ((fine, fine_seqs[0][1]), (coarse, shared[0][1]))
     ]
     assert positions[1] < positions[0]
-    bound, checked = fine_content_nll(model, fine, coarse, shared, max_seq_len=64, draws=3)
-    assert checked == len(shared) * 3  # each drawn piece decoded and re-encoded to the content
+    bound, rejected = fine_content_nll(model, fine, coarse, shared, max_seq_len=64, draws=3)
+    assert rejected == 0  # each drawn piece decoded and encoded again gives the content
     again, _ = fine_content_nll(model, fine, coarse, shared, max_seq_len=64, draws=3)
     assert again == bound  # seeded
     assert all(b > 0 for b in bound)
@@ -111,6 +111,25 @@ def test_drawn_fine_pieces_round_back_to_the_content(
     own, _ = genre_losses(model, fine, fine_seqs, max_seq_len=64)
     own_nll = [float(own[s, GENRES.index(g)]) for s, (g, _) in enumerate(fine_seqs)]
     assert sum(bound) < 0.9 * sum(own_nll)
+
+
+def test_draws_that_do_not_round_back_weigh_nothing(
+    fine: GenreTokenizer, coarse: GenreTokenizer
+) -> None:
+    """In a 2/4 bar between a 4/4 and a 6/8 one, miditok rounds fine positions otherwise than
+    in the probe's bar: draws that land there do not give the content back and are left out
+    of the sum, and the bound stays finite from the draws that do."""
+    bars = [("4/4", 0), ("2/4", 6), ("6/8", 0)]
+    tokens = []
+    for signature, position in bars:
+        tokens += ["Bar_None", f"TimeSig_{signature}", "Position_0", "Pitch_52", "Velocity_95",
+                   "Duration_1.0.24", f"Position_{position or 12}", "Pitch_60", "Velocity_63",
+                   "Duration_1.0.24"]  # fmt: skip
+    ids = [fine.miditok.vocab[t] for t in tokens]
+    shared = [("classical", content(fine, coarse, ids))]
+    bound, rejected = fine_content_nll(tiny(fine), fine, coarse, shared, max_seq_len=64, draws=12)
+    assert 0 < rejected < 12
+    assert 0 < bound[0] < float("inf")
 
 
 def test_refuses_vocabularies_it_cannot_relate(
