@@ -7,7 +7,9 @@
 # better on every figure (PACKAGE=0: train only). Knobs (environment): LOFI, CLASSICAL (-1: all
 # scores), POSITIONS and VELOCITIES (the tokenizer's grid per beat and velocity bins), PRESET,
 # STEPS, BATCH, MAX_SEQ_LEN, WARMUP, DROPOUT, EVAL_EVERY, CHUNK, THREADS, DEVICE, HARDWARE (for
-# the model card), WORK, PACKAGE.
+# the model card), WORK, PACKAGE, OLD_TOKENS (a token data set of the embedded model's
+# vocabulary, for comparing a model of another grid: its NLL is then read on the music both
+# vocabularies write, docs/train.md).
 # CPU recipe (the defaults): 10,000 steps of 16 x 256 tokens (41 M tokens, about four passes
 # over the transposed training pieces), dropout 0.1, about 80 min of training on 2 cores when
 # nothing else runs (9,000 tokens/s). 256-token chunks learned more per note than 512 at the
@@ -55,4 +57,4 @@ while :; do
 done
 [ "${PACKAGE:-1}" = 1 ] || exit 0  # PACKAGE=0: train only, package later
 $PY scripts/package_default_model.py --run-dir "$WORK/run" --corpus data/corpus --work "$WORK" \
-    ${HARDWARE:+--hardware "$HARDWARE"}
+    ${HARDWARE:+--hardware "$HARDWARE"} ${OLD_TOKENS:+--old-tokens-dir "$OLD_TOKENS"}

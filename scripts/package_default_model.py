@@ -86,6 +86,12 @@ def pct(value: float) -> str:
     return f"{value:.0%}"
 
 
+def own_nll(figures: dict[str, Any]) -> float:
+    """A model's NLL per note in its own vocabulary (compare_models keeps it apart from the
+    shared-content figure when two vocabularies were compared)."""
+    return float(figures.get("nll_per_note_own", figures["nll_per_note"]))
+
+
 def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, Any],
               extra: dict[str, Any]) -> str:  # fmt: skip
     cfg, model = meta["train_config"], meta["model_config"]
@@ -156,7 +162,7 @@ def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, A
         "## Scores",
         "",
         f"- Validation loss (nats/token): {meta['val_loss']:.3f} ({per_genre}); unigram "
-        f"baseline {meta['unigram_val_loss']:.3f}; per note {new['nll_per_note']:.2f} nats.",
+        f"baseline {meta['unigram_val_loss']:.3f}; per note {own_nll(new):.2f} nats.",
         f"- Genre sensitivity (share of validation sequences whose true genre token gives the "
         f"lowest loss): {meta['genre_sensitivity']:.3f}.",
         f"- Genre classifier of the evaluation (features of the drum-free corpus): "
@@ -183,7 +189,8 @@ def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, A
         "",
         extra["compare_table"],
         "",
-        f"The model it replaced: {old['nll_per_note']:.2f} nats per note; {extra['old_summary']}.",
+        f"The model it replaced: {own_nll(old):.2f} nats per "
+        f"note in its own vocabulary; {extra['old_summary']}.",
         *(["", extra["comparison_note"]] if extra["comparison_note"] else []),
         "",
         "## Genre statistics and calibration map (midimix.json)",
@@ -220,13 +227,22 @@ def main() -> int:
     p.add_argument("--force", action="store_true", help="ship even if worse on some figure")
     p.add_argument("--seed", type=int, default=1, help="the held-out sweep's seed (not 0)")
     p.add_argument("--comparison-note", default="", help="a paragraph for the card: other runs")
+    p.add_argument("--old-tokens-dir", type=Path, default=None,
+                   help="a token data set of the embedded model's vocabulary, same pieces; "
+                        "needed when the new model's vocabulary differs")  # fmt: skip
     args = p.parse_args()
     best = args.run_dir / "best"
+    tokens = args.work / "tokens"
+    old_tokens = args.old_tokens_dir or tokens
+    embedded = (PACKAGE_MODEL / "tokenizer.json").read_text()
+    if embedded != (old_tokens / "tokenizer.json").read_text():
+        sys.exit(f"error: {old_tokens} was tokenized with another vocabulary than the embedded "
+                 "model's: give --old-tokens-dir, a token data set of the same pieces made with "
+                 "the embedded model's settings (`midimix tokenize`)")  # fmt: skip
     reference = pitched_reference(args.corpus, args.work / "reference")
     refs = [
         arg for genre, folder in reference.items() for arg in ("--reference", f"{genre}={folder}")
     ]
-    tokens = args.work / "tokens"
     if "calibration" not in json.loads((best / "midimix.json").read_text()):
         # the calibration map, fitted at raw weights (seed 0) and stored in the run's folder
         subprocess.run([sys.executable, "-m", "midimix.evaluate", "sweep", "--model", str(best),
@@ -235,7 +251,8 @@ def main() -> int:
                         "--out-dir", str(args.work / "calibration")], check=True)  # fmt: skip
     compare_dir = args.work / f"compare-seed{args.seed}-pieces{args.held_out_pieces}"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare_models.py"),
-                    "--old", str(PACKAGE_MODEL), "--new", str(best), "--tokens-dir", str(tokens),
+                    "--old", str(PACKAGE_MODEL), "--new", str(best),
+                    "--tokens-dir", str(old_tokens), "--new-tokens-dir", str(tokens),
                     "--reference-dir", str(args.work / "reference"), "--out-dir", str(compare_dir),
                     "--pieces", str(args.held_out_pieces), "--seed", str(args.seed)],
                    check=True)  # fmt: skip
