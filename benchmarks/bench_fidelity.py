@@ -145,6 +145,8 @@ def main() -> int:
     p.add_argument("--raw", action="store_true", help="no genre limits, calibration or keys")
     p.add_argument("--no-genre-keys", action="store_true", help="pieces keep their sampled key")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--seed", type=int, default=0, help="another set of pieces (how much the "
+                   "figures move from set to set)")  # fmt: skip
     args = p.parse_args()
     model = resolve_model_dir(args.model)
     stats = load_stats(model)
@@ -155,8 +157,10 @@ def main() -> int:
     grid = settings(args.pieces)
     with tempfile.TemporaryDirectory() as tmp:
         for n, setting in enumerate(grid):
-            config = GenerateConfig(**setting, bars=args.bars, seed=n, render=False, progress=False,
-                                    genre_limits=not args.raw, calibrated=not args.raw,
+            seed = args.seed * len(grid) + n  # --seed 0: the settings' own seeds 0, 1, ...
+            config = GenerateConfig(**setting, bars=args.bars, seed=seed, render=False,
+                                    progress=False, genre_limits=not args.raw,
+                                    calibrated=not args.raw,
                                     genre_keys=not (args.raw or args.no_genre_keys),
                                     name=f"s{n}")  # fmt: skip
             for piece in generate(model, Path(tmp), config):
@@ -203,6 +207,7 @@ def main() -> int:
         "raw": args.raw,
         "pieces": len(rows),
         "bars": args.bars,
+        "seed": args.seed,
         "pieces_with_duplicates": sum(r["duplicates"] > 0 for r in rows),
         "duplicate_notes": sum(r["duplicates"] for r in rows),
         "notes": sum(r["notes"] for r in rows),
