@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from midi_fixtures import TPQ, straight_piece, swung_piece
 
 from midimix.errors import InputError
 from midimix.model import build_model
 from midimix.shared_content import content, fine_content_nll, finer_first, rounding
 from midimix.tokenize import GenreTokenizer, TokenizeConfig
 from midimix.validation import genre_losses
-from tests.midi_fixtures import TPQ, straight_piece, swung_piece
 
 GENRES = ["classical", "lofi"]
 
