@@ -170,7 +170,8 @@ def main() -> int:
         measure(models[args.only], args.only, tokens[args.only], args)
         return 0
     figures = {name: measure(path, name, tokens[name], args) for name, path in models.items()}
-    if tokens["new"] != tokens["old"]:  # two vocabularies: NLL on the content both write
+    vocabularies = {(tokens[name] / "tokenizer.json").read_text() for name in models}
+    if len(vocabularies) > 1:  # two vocabularies: NLL on the content both write
         shared = shared_nll(models, tokens, args.out_dir / "shared_nll.json")
         for name in models:
             figures[name]["nll_per_note_own"] = figures[name]["nll_per_note"]
