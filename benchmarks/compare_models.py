@@ -28,6 +28,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from midimix.tokenizer import same_vocabulary
+
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = "0,0.25,0.5,0.75,1"
 
@@ -170,8 +172,7 @@ def main() -> int:
         measure(models[args.only], args.only, tokens[args.only], args)
         return 0
     figures = {name: measure(path, name, tokens[name], args) for name, path in models.items()}
-    vocabularies = {(tokens[name] / "tokenizer.json").read_text() for name in models}
-    if len(vocabularies) > 1:  # two vocabularies: NLL on the content both write
+    if not same_vocabulary(tokens["old"], tokens["new"]):  # NLL on the content both write
         shared = shared_nll(models, tokens, args.out_dir / "shared_nll.json")
         for name in models:
             figures[name]["nll_per_note_own"] = figures[name]["nll_per_note"]

@@ -193,9 +193,9 @@ def model_figures(
     model, tokenizer, meta = load_checkpoint(Path(model_dir))
     if tokens_dir is not None:
         from midimix.tokenize import load_sequences
-        from midimix.tokenizer import GenreTokenizer
+        from midimix.tokenizer import same_vocabulary
 
-        if GenreTokenizer.load(Path(tokens_dir)).to_json() != tokenizer.to_json():
+        if not same_vocabulary(Path(tokens_dir), Path(model_dir)):
             # ids of another vocabulary would be scored as if they were this model's
             raise InputError(
                 f"{tokens_dir} was tokenized with another vocabulary than {model_dir}'s: give "

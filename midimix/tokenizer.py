@@ -354,6 +354,12 @@ class GenreTokenizer:
         return path
 
 
+def same_vocabulary(a: Path, b: Path) -> bool:
+    """Whether two folders (token data sets or model folders) hold one vocabulary: an id of
+    one names the same token in the other."""
+    return GenreTokenizer.load(a).to_json() == GenreTokenizer.load(b).to_json()
+
+
 def split_words(ids: Sequence[int], bar_id: int | None) -> list[list[int]]:
     """Cut a base-id sequence before every Bar token (the whole sequence when no Bar id)."""
     if bar_id is None:

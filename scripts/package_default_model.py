@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from midimix import calibration
+from midimix.tokenizer import same_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_MODEL = ROOT / "midimix" / "default_model"
@@ -234,8 +235,7 @@ def main() -> int:
     best = args.run_dir / "best"
     tokens = args.work / "tokens"
     old_tokens = args.old_tokens_dir or tokens
-    embedded = (PACKAGE_MODEL / "tokenizer.json").read_text()
-    if embedded != (old_tokens / "tokenizer.json").read_text():
+    if not same_vocabulary(PACKAGE_MODEL, old_tokens):
         sys.exit(f"error: {old_tokens} was tokenized with another vocabulary than the embedded "
                  "model's: give --old-tokens-dir, a token data set of the same pieces made with "
                  "the embedded model's settings (`midimix tokenize`)")  # fmt: skip
