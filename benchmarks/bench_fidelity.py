@@ -20,9 +20,11 @@ feature distance to held-out pieces, for a model (the embedded one by default).
    own tokenizer, against the other half as they are (the same halves as the null). A model
    can at best write what its tokens say, so this is the floor under item 3 for this
    vocabulary (`benchmarks/bench_vocabulary.py` compares vocabularies).
-`--raw` runs the same without the genre limits, the calibration map and the genre keys, for
-comparison; `--no-genre-keys` without the genre keys only (pieces keep the key they were
-sampled in).
+`--raw` runs the same without the genre limits, the calibration map, the genre keys and the
+performance, for comparison; `--no-genre-keys` without the genre keys only (pieces keep the
+key they were sampled in); `--no-performance` without the performance only (pieces stay
+straight on the grid, at the bins' velocities). Duplicates and stacks are counted on the
+grid (a played chord spreads over a few ticks), with the performance or without.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from midimix import GenerateConfig, generate
+from midimix import GenerateConfig, generate, performance
 from midimix.features import feature_table
 from midimix.generate import resolve_model_dir
 from midimix.genre_stats import load_stats, midi_facts, mix_onset_cap
@@ -123,6 +125,19 @@ def round_trip(paths: list[Path], tokenizer: GenreTokenizer, out: Path) -> list[
     return [tokenizer.decode_to_file(tokenizer.encode(p), out / p.name) for p in paths]
 
 
+def perform_all(decoded: list[Path], played: dict, genre: str) -> list[Path]:
+    """Round-tripped pieces played with their genre's performance (beside them, .played.mid)."""
+    from midimix.midifile import load_score
+
+    out = []
+    for n, path in enumerate(decoded):
+        score = performance.perform(load_score(path), played, [{genre: 1.0}], seed=n)
+        target = path.with_suffix(".played.mid")
+        score.dump_midi(str(target))
+        out.append(target)
+    return out
+
+
 def round_trip_null(ref: list[Path], decoded: list[Path], seed: int, rounds: int = 5) -> float:
     """Median distance between a random half of the held-out pieces after the tokenizer's
     round trip and the other half as they are (the halves of `same_size_null`)."""
@@ -144,6 +159,7 @@ def main() -> int:
     p.add_argument("--bars", type=int, default=4)
     p.add_argument("--raw", action="store_true", help="no genre limits, calibration or keys")
     p.add_argument("--no-genre-keys", action="store_true", help="pieces keep their sampled key")
+    p.add_argument("--no-performance", action="store_true", help="pieces stay on the grid")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--seed", type=int, default=0, help="another set of pieces (how much the "
                    "figures move from set to set)")  # fmt: skip
@@ -152,6 +168,7 @@ def main() -> int:
     stats = load_stats(model)
     if stats is None:
         sys.exit(f"error: {model} stores no genre statistics (scripts/add_genre_stats.py)")
+    steps = GenreTokenizer.load(model).steps_per_beat  # onsets counted on the model's grid
     start = time.perf_counter()
     rows = []
     grid = settings(args.pieces)
@@ -162,9 +179,10 @@ def main() -> int:
                                     progress=False, genre_limits=not args.raw,
                                     calibrated=not args.raw,
                                     genre_keys=not (args.raw or args.no_genre_keys),
+                                    performance=not (args.raw or args.no_performance),
                                     name=f"s{n}")  # fmt: skip
             for piece in generate(model, Path(tmp), config):
-                facts = midi_facts(piece.midi_path)
+                facts = midi_facts(piece.midi_path, steps)
                 weights = setting.get("genre_mix") or {"lofi": 1.0, "classical": 1.0}
                 rows.append({
                     "setting": n, "mix": weights, "notes": facts.notes,
@@ -184,6 +202,8 @@ def main() -> int:
             tempo_ok[genre] = sum(inside) / max(len(inside), 1)
         reference = held_out(args.reference_dir, args.splits)
         tokenizer = GenreTokenizer.load(model)
+        meta = json.loads((model / "midimix.json").read_text())
+        played = {} if args.raw or args.no_performance else performance.from_meta(meta)
         fidelity = {}
         for genre, pieces in single.items():
             ref = reference.get(genre, [])
@@ -196,6 +216,9 @@ def main() -> int:
                 "half_vs_half": same_size_null(ref, len(ref) // 2, seed=0),
                 "largest_effects": largest_effects(per_feature),
                 "round_trip_vs_held_out": round_trip_null(ref, decoded, seed=0),
+                "round_trip_performed_vs_held_out": None
+                if not played
+                else round_trip_null(ref, perform_all(decoded, played, genre), seed=0),
                 "default_settings": {
                     "pieces": len(default),
                     "generated_vs_held_out": effect(default, ref),
@@ -205,6 +228,7 @@ def main() -> int:
     figures = {
         "model": str(model),
         "raw": args.raw,
+        "performance": bool(played),
         "pieces": len(rows),
         "bars": args.bars,
         "seed": args.seed,
@@ -217,7 +241,10 @@ def main() -> int:
         "fidelity": fidelity,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    print(f"model {model} ({'raw: no limits, no calibration' if args.raw else 'defaults'})")
+    what = "raw: no limits, no calibration" if args.raw else "defaults"
+    if args.no_performance and not args.raw:
+        what += ", no performance"
+    print(f"model {model} ({what})")
     print(f"  {len(rows)} pieces of {args.bars} bars over {len(grid)} settings")
     print(f"  duplicate notes: {figures['duplicate_notes']} of {figures['notes']} notes, "
           f"in {figures['pieces_with_duplicates']} pieces")  # fmt: skip
@@ -238,6 +265,10 @@ def main() -> int:
         print(f"    the vocabulary's own round trip (half the held-out pieces through the "
               f"tokenizer, against the other half): {floor:.2f} "
               f"({floor / f['half_vs_half']:.1f}x)")  # fmt: skip
+        if f["round_trip_performed_vs_held_out"] is not None:
+            floor = f["round_trip_performed_vs_held_out"]
+            print(f"    the same round trip, then played with the genre's performance: "
+                  f"{floor:.2f} ({floor / f['half_vs_half']:.1f}x)")  # fmt: skip
         print("    largest effect sizes: " + ", ".join(
             f"{name} {size:.2f}" for name, size in f["largest_effects"].items()))  # fmt: skip
     print(f"  {figures['seconds']:.0f} s")

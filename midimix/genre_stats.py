@@ -266,24 +266,36 @@ def mix_time_signatures(stats: Mapping[str, GenreStats], weights: Mapping[str, f
 # ------------------------------------------------------------------------- a generated piece
 
 
-def midi_facts(path: Path) -> PieceFacts:
+def midi_facts(path: Path, steps_per_beat: int | None = None) -> PieceFacts:
     """The same facts read from a MIDI file (all tracks merged, as the tokenizer merges them):
-    the check that generated pieces hold what the genres hold."""
+    the check that generated pieces hold what the genres hold. With `steps_per_beat`, notes
+    count as one onset when they round to one grid step (a played piece spreads a chord over
+    a few ticks; the grid is where the model wrote it; a step divides the time signature's
+    beat, as the tokenizer's do); without, when they start on one tick."""
     from midimix.midifile import load_score
+    from midimix.performance import denominators
 
     score = load_score(path)
+    tpq = int(score.ticks_per_quarter)
     facts = PieceFacts(
         tempos_bpm=[float(t.qpm) for t in score.tempos],
         time_signatures=[f"{s.numerator}/{s.denominator}" for s in score.time_signatures],
     )
-    onsets: dict[int, list[int]] = {}
+    onsets: dict[float, list[int]] = {}
     for track in score.tracks:
         if track.is_drum:
             continue
-        for note in track.notes:
-            onsets.setdefault(int(note.time), []).append(int(note.pitch))
-    for time in sorted(onsets):
-        pitches = onsets[time]
+        times = track.notes.numpy()["time"].astype("int64")
+        per_quarter = (
+            None if steps_per_beat is None else denominators(score, times) * steps_per_beat / 4
+        )
+        for k, note in enumerate(track.notes):
+            onset = float(note.time)
+            if per_quarter is not None:  # the grid point, in quarters: unique across grids
+                onset = round(onset * per_quarter[k] / tpq) / per_quarter[k]
+            onsets.setdefault(onset, []).append(int(note.pitch))
+    for onset in sorted(onsets):
+        pitches = onsets[onset]
         facts.notes_per_onset.append(len(pitches))
         facts.notes += len(pitches)
         facts.duplicates += len(pitches) - len(set(pitches))

@@ -9,6 +9,8 @@ to `out_dir`:
                       {"id", "genre", "source", "split", "ids", "augment"}; ids are the body
                       only: the dataset adds BOS and the genre token;
 - splits.json         {"train": [ids], "validation": [ids]}, split by source recording;
+- performance.json    per genre, the timing and dynamics the grid drops, from the training
+                      split (`midimix.performance`), stored by training in the model;
 - tokenize.config.json, stats.json (tokens per beat per genre), manifest.jsonl.
 
 The base ids of each file (and of its augmented copies) live in its manifest record: writing
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from midimix import performance
 from midimix.config import (
     MIDI_DIR,
     MIDI_SUFFIXES,
@@ -48,7 +51,7 @@ from midimix.config import (
     parse_shard,
     save_config,
 )
-from midimix.errors import ConfigError, InputError, cli_errors
+from midimix.errors import ConfigError, InputError, ItemError, cli_errors
 from midimix.inputs import item_digest
 from midimix.manifest import (
     STATUS_EMPTY,
@@ -350,11 +353,34 @@ def _assemble(
         "tokens_per_beat_bpe": result.tokens_per_beat_bpe,
     }
     _write_text(out_dir / STATS_FILE, _json_text(stats))
+    train_items = [item for item, split, _ in pieces if split == "train"]
+    performances = fit_performance(train_items, tokenizer)
+    _write_text(out_dir / performance.FILE_NAME, _json_text(performance.to_dict(performances)))
     result.tokenizer_path = out_dir / TOKENIZER_FILE
     result.sequences_path = out_dir / SEQUENCES_FILE
     result.splits_path = out_dir / SPLITS_FILE
     result.num_sequences = len(rows)
     return result
+
+
+def fit_performance(
+    items: Sequence[Item], tokenizer: GenreTokenizer
+) -> dict[str, performance.GenrePerformance]:
+    """The timing and dynamics the grid drops (`midimix.performance`), per genre, from the
+    original training pieces as the tokenizer prepares them (never the validation split)."""
+    by_genre: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        by_genre[item.genre].append(item)
+
+    def scores(genre_items: list[Item]) -> Any:
+        for item in genre_items:
+            with contextlib.suppress(ItemError):  # tokenized a moment ago: only if it changed
+                yield tokenizer.prepare(load_score(item.source))
+
+    bins = [int(v) for v in tokenizer.miditok.velocities]
+    return performance.fit_genres(
+        {g: scores(group) for g, group in by_genre.items()}, tokenizer.steps_per_beat, bins
+    )
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -333,6 +333,11 @@ class GenreTokenizer:
         return list(self.miditok._model.encode(words, is_pretokenized=True).ids)
 
     @property
+    def steps_per_beat(self) -> int:
+        """Onset grid positions per beat (the finest, where the grid changes with length)."""
+        return max(self.miditok.config.beat_res.values())
+
+    @property
     def bar_id(self) -> int | None:
         """Id of the base Bar token, None for tokenizations without one (TSD)."""
         return self.miditok.vocab.get("Bar_None")

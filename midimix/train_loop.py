@@ -10,6 +10,7 @@ with the same numbers.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from midimix import performance
 from midimix.config import config_to_dict
 from midimix.errors import ConfigError, MidimixError
 from midimix.genre_stats import compute_stats, stats_to_dict
@@ -44,6 +46,8 @@ class TrainData:
     validation: list[tuple[str, list[int]]]
     sha256: dict[str, str]  # of the token files, so that a resume can refuse other data
     originals: list[tuple[str, list[int]]]  # the training pieces without augmented copies
+    # the token folder's performance.json (midimix.performance); {} for one made before it
+    performance: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def load_data(tokens_dir: Path) -> TrainData:
@@ -71,7 +75,10 @@ def load_data(tokens_dir: Path) -> TrainData:
         )
     sha = {name: sha256_file(tokens_dir / name) for name in (SEQUENCES_FILE, TOKENIZER_FILE)}
     originals = [(g, ids) for g, ids in load_sequences(tokens_dir, "train", copies=False) if ids]
-    return TrainData(tokenizer, train, validation, sha, originals)
+    played = tokens_dir / performance.FILE_NAME
+    performances = json.loads(played.read_text()) if played.is_file() else {}
+    performance.from_dict(performances, str(played))  # a broken file fails now, not at the end
+    return TrainData(tokenizer, train, validation, sha, originals, performances)
 
 
 def epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
@@ -372,6 +379,7 @@ class TrainingRun:
             "num_parameters": self.num_parameters,
             "unigram_val_loss": self.unigram_val_loss,
             "genre_stats": self.genre_stats,
+            "performance": self.data.performance,
         }
 
     @property

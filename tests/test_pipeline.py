@@ -156,6 +156,7 @@ def test_end_to_end_on_midi_folders(midi_folders: dict[str, Path], tmp_path: Pat
     meta = json.loads((result.model_dir / "midimix.json").read_text())
     assert meta["genres"] == ["classical", "lofi"] and meta["step"] == MAX_STEPS
     assert set(meta["val_loss_per_genre"]) == {"classical", "lofi"}
+    assert set(meta["performance"]) == {"classical", "lofi"}  # tokenize fitted, train stored
     assert "classical" in result.train_text and "genre sensitivity" in result.train_text
     (midi,) = result.pieces
     assert (

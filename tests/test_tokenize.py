@@ -17,6 +17,7 @@ from symusic.core import TempoTick as Tempo
 from symusic.core import TimeSignatureTick as TimeSignature
 from symusic.core import TrackTick as Track
 
+from midimix import performance
 from midimix.config import config_to_dict
 from midimix.errors import ConfigError, InputError, ItemError
 from midimix.midifile import load_score
@@ -337,6 +338,20 @@ def test_stage_outputs_sequences_splits_and_tokenizer(stage: dict) -> None:
     n_train = sum(r["split"] == "train" for r in rows)
     assert len(load_sequences(out, "train")) == n_train
     assert len(load_sequences(out, "validation")) == len(rows) - n_train
+
+
+def test_stage_fits_the_performance_on_the_training_pieces_only(stage: dict) -> None:
+    """The lo-fi clips are on the grid at velocities 56 (chords, bin 63) and 88 (melody,
+    bin 95): the performance says so, from the training clips alone."""
+    out = stage["out"]
+    fitted = performance.from_dict(json.loads((out / performance.FILE_NAME).read_text()))
+    splits = json.loads((out / "splits.json").read_text())
+    lofi = fitted["lofi"]
+    assert lofi.pieces == sum(i.startswith("lofi/") for i in splits["train"]) < 6
+    assert lofi.notes == lofi.pieces * 4 * 8  # 4 bars of a 4-note chord and 4 melody notes
+    assert lofi.groove == [[0.0] * 21] * 4
+    assert lofi.velocities == {"63": [56.0] * 21, "95": [88.0] * 21}
+    assert {n for n in lofi.durations} == {"3", "2", "4", "5", "16"}
 
 
 def test_stage_rejects_an_empty_genre_folder_and_a_bad_genre_name(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ out/<stem>.mid with a provenance JSON beside it. It writes audio only through th
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import random
 import re
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import midimix
-from midimix import calibration
+from midimix import calibration, performance
 from midimix.config import OUT_DIR, config_to_dict
 from midimix.errors import ConfigError, InputError
 from midimix.generate.config import (
@@ -303,6 +304,10 @@ def generate(
     record["tokens_per_second"] = round(sum(map(len, result.ids)) / max(wall_seconds, 1e-9), 1)
     audio = render_audio if config.render else None
     keys = mix_keys(stored_stats, mean_mix) if config.genre_keys and not prompt else {}
+    performances = performance.from_meta(meta) if config.performance and not prompt else {}
+    # played at the weights sampled (through the calibration map): the map is fitted from
+    # pieces played at the weights they were sampled at, so the asked weight still lands
+    per_bar = [dict(zip(genres, row, strict=True)) for row in sampled.tolist()]
     pieces = []
     for s, ids in enumerate(result.ids):
         facts = piece_facts(tok for i in ids for tok in tokenizer.base_tokens(i))
@@ -314,11 +319,27 @@ def generate(
             **record,
             "transposed_semitones": key_shift(facts.pitch_classes, keys, config.seed, s),
             "tempo_from_genres": None if tempo is None else round(tempo, 2),
+            "performed": bool(performances),
         }
+        play = None
+        if performances:  # its own generator: a piece plays the same whatever else ran
+            play = functools.partial(
+                performance.perform,
+                performances=performances,
+                weights_per_bar=per_bar,
+                seed=config.seed * 1_000_003 + s,
+            )
         stem = out_dir / output_stem(config, record["weights"], s)
         pieces.append(
             _write_piece(
-                tokenizer, (prompt, prompt_score), ids, result.bars[s], stem, piece_record, audio
+                tokenizer,
+                (prompt, prompt_score),
+                ids,
+                result.bars[s],
+                stem,
+                piece_record,
+                audio,
+                play,
             )
         )
     return pieces
@@ -419,10 +440,12 @@ def _write_piece(
     stem_path: Path,
     record: dict[str, Any],
     render_audio: RenderAudio | None,
+    play: Callable[[Any], Any] | None = None,
 ) -> GeneratedPiece:
     """<stem>.mid, the audio through `render_audio` if given, then <stem>.json. `prompt` is
     (its ids, its score), the score None without a prompt; with one, the MIDI starts with the
-    prompt as written (`splice`: its own tempo and timing, not the tokenizer's)."""
+    prompt as written (`splice`: its own tempo and timing, not the tokenizer's). `play` turns
+    the decoded grid into a performance (`midimix.performance.perform`), None: as decoded."""
     from midimix.manifest import atomic_path, atomic_write_json
 
     prompt_ids, prompt_score = prompt
@@ -434,6 +457,8 @@ def _write_piece(
         score = transpose_in_range(tokenizer.decode(ids), record.get("transposed_semitones", 0))
         if record.get("tempo_from_genres"):
             score = with_tempo(score, record["tempo_from_genres"])
+        if play is not None:
+            score = play(score)
     else:
         score = splice(prompt_score, tokenizer, prompt_ids, new_ids)
     with atomic_path(midi_path) as tmp:

@@ -71,6 +71,10 @@ class GenerateConfig:
     # move each new piece (without a prompt) by at most a tritone to a key its genres' training
     # pieces use, of the mode it was sampled in (training transposes pieces, so the model
     # spreads them over every key); off: the key as sampled
+    performance: bool = field(default=True, metadata=_HOW)
+    # play each new piece (without a prompt) with the timing and dynamics its genres' training
+    # pieces hold between the grid's steps and velocity bins (swing, laid-back bass, chord
+    # spreads, accents, note lengths), bar by bar at the bar's weights; off: straight on the grid
     temperature: float = field(default=1.0, metadata=_SAMPLING)
     # sampling temperature; 1: the model's own distribution
     top_k: int = field(default=0, metadata=_SAMPLING)
