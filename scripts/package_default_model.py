@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from midimix import calibration
+from midimix import calibration, performance
 from midimix.tokenizer import same_vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +113,11 @@ def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, A
             f"{s['tempo_bpm_p95']:g} BPM (5th-95th percentile), {sigs}, notes per onset 99th "
             f"percentile {s['notes_per_onset_p99']:g}."
         )
+    played_lines = [
+        f"- {genre}, as played (`midimix.performance`, from the training pieces): "
+        f"{performance.describe(p)}."
+        for genre, p in performance.from_meta(meta).items()
+    ]
     cal_lines = []
     for c in calibration.from_meta(meta):
         asked = ", ".join(f"{w:g} at {c.sampling_weight(w):.3f}" for w in calibration.MIXED_WEIGHTS)
@@ -194,9 +199,10 @@ def card_text(meta: dict[str, Any], compare: dict[str, Any], report: dict[str, A
         f"note in its own vocabulary; {extra['old_summary']}.",
         *(["", extra["comparison_note"]] if extra["comparison_note"] else []),
         "",
-        "## Genre statistics and calibration map (midimix.json)",
+        "## Genre statistics, performance and calibration map (midimix.json)",
         "",
         *stats_lines,
+        *played_lines,
         *cal_lines,
         "",
         "The classifier and the sweep compare against the corpus with its drum tracks removed,",
