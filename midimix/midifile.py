@@ -68,3 +68,19 @@ def check_score(score: Score, path: Path | str = "score") -> None:
             )
     if score.note_num() > 0 and score.end() <= 0:
         raise ItemError(f"{path}: zero length: every note starts and ends at tick 0")
+
+
+def bar_start_ticks(score: Score, bars: int) -> list[int]:
+    """The tick each of the first `bars` bars starts at, from the time signatures (4/4 before
+    the first)."""
+    tpq = int(score.ticks_per_quarter)
+    sigs = sorted(
+        (int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures
+    )
+    ticks, tick, sig = [], 0, (0, 4, 4)
+    for _ in range(bars):
+        while sigs and sigs[0][0] <= tick:
+            sig = sigs.pop(0)
+        ticks.append(tick)
+        tick += sig[1] * tpq * 4 // sig[2]
+    return ticks

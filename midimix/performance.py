@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from midimix.errors import InputError
+from midimix.midifile import bar_start_ticks
 
 META_KEY = "performance"  # its key in a model folder's midimix.json
 FILE_NAME = "performance.json"  # its file in a token folder
@@ -249,22 +250,6 @@ def _nearest(table: Mapping[str, list[float]], key: float) -> list[float] | None
     if not table:
         return None
     return table[min(table, key=lambda k: abs(float(k) - key))]
-
-
-def bar_start_ticks(score: Score, bars: int) -> list[int]:
-    """The tick each of the first `bars` bars starts at, from the time signatures (4/4 before
-    the first)."""
-    tpq = int(score.ticks_per_quarter)
-    sigs = sorted(
-        (int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures
-    )
-    ticks, tick, sig = [], 0, (0, 4, 4)
-    for _ in range(bars):
-        while sigs and sigs[0][0] <= tick:
-            sig = sigs.pop(0)
-        ticks.append(tick)
-        tick += sig[1] * tpq * 4 // sig[2]
-    return ticks
 
 
 def perform(

@@ -38,7 +38,7 @@ from midimix.manifest import (
     disk_is_full,
     run_items,
 )
-from midimix.midifile import load_score
+from midimix.midifile import bar_start_ticks, load_score
 from midimix.options import add_config_arguments, config_from_args, stage_parser
 from midimix.render_config import FORMATS, LOFI_GENRE, RenderConfig
 from midimix.soundfont import find_soundfont
@@ -174,15 +174,7 @@ def bar_start_seconds(score: Any, bars: int) -> list[float]:
     """When each of the first `bars` bars starts, in seconds, from the score's time
     signatures (4/4 before the first) and tempo map."""
     tpq = int(score.ticks_per_quarter)
-    sigs = sorted(
-        (int(t.time), int(t.numerator), int(t.denominator)) for t in score.time_signatures
-    )
-    ticks, tick, sig = [], 0, (0, 4, 4)
-    for _ in range(bars):
-        while sigs and sigs[0][0] <= tick:
-            sig = sigs.pop(0)
-        ticks.append(tick)
-        tick += sig[1] * tpq * 4 // sig[2]
+    ticks = bar_start_ticks(score, bars)
     tempos = sorted((int(t.time), float(t.qpm)) for t in score.tempos) or [(0, 120.0)]
     seconds = []
     for target in ticks:
