@@ -1,7 +1,8 @@
 """Laid-back drum patterns: the one place that turns drum hits on a grid into humanised notes.
 
-Two patterns use it: render's added drums (`drum_track`: kick, late snare, swung eighth hats
-at a piece's own tempo, for a drumless piece mixed towards lo-fi) and the corpus's rule-made
+Two patterns use it: render's added drums (`drum_track`: kick, late snare, eighth hats in the
+keys' own time (`style_of_keys`; swung when nothing says otherwise), at a piece's own tempo,
+for a drumless piece mixed towards lo-fi) and the corpus's rule-made
 lo-fi pieces (their boom-bap bars). "Laid back" means the snare lands a little late and the
 off-beat hats are swung; small seeded random shifts of timing and velocity keep it from
 sounding like a machine.
@@ -24,6 +25,7 @@ Score = Any
 Track = Any
 
 KICK, SIDE_STICK, SNARE, CLOSED_HAT, OPEN_HAT = 36, 37, 38, 42, 46  # General MIDI drum keys
+MIN_KEY_ONSETS = 4  # onsets at a place in the beat before the drums follow the keys there
 
 # One 4/4 bar in eighth-note steps (0..7): (key, step, velocity). A boom-bap feel: kick on 1
 # and the "and" of 2 and 3, snare on 2 and 4, hats on every eighth, accented on the beat.
@@ -78,6 +80,7 @@ def humanise(
 @dataclass
 class DrumStyle:
     swing: float = 0.62  # where the off-beat eighth falls inside the beat (0.5 = straight)
+    on_beat: float = 0.0  # where the beat's own hits fall, in beats after it (a lay-back)
     snare_late_ms: float = 18.0  # the snare sits behind the beat
     timing_jitter_ms: float = 6.0  # humanising: standard deviation of the timing
     velocity_jitter: float = 7.0  # humanising: standard deviation of the velocity
@@ -97,7 +100,7 @@ def drum_track(score: Score, end_tick: int, style: DrumStyle | None = None) -> T
     hits = [
         Hit(
             key,
-            bar_start + (step // 2 + (style.swing if step % 2 else 0.0)) * tpq,
+            bar_start + (step // 2 + (style.swing if step % 2 else style.on_beat)) * tpq,
             velocity,
             style.snare_late_ms if key == SNARE else 0.0,
             style.velocity_jitter,
@@ -117,6 +120,27 @@ def drum_track(score: Score, end_tick: int, style: DrumStyle | None = None) -> T
     )
     track.notes.sort()
     return track
+
+
+def style_of_keys(score: Score, seed: int = 0) -> DrumStyle:
+    """A drum style in the keys' own time: the hats on the beat and off it where the piece's
+    pitched notes fall there (their median offset from the beat and from its half), so added
+    drums never flam against keys played with a groove (`midimix.performance`: lo-fi swings its
+    sixteenths and plays its eighths straight). Under MIN_KEY_ONSETS onsets at a place, that
+    place keeps the default (hats swung to 0.62 of the beat, the beat on time)."""
+    tpq = int(score.ticks_per_quarter)
+    ticks = [int(n.time) for t in score.tracks if not t.is_drum for n in t.notes]
+    beats = np.unique(np.asarray(ticks, dtype=np.int64)) / tpq if ticks else np.zeros(0)
+    half = np.round(beats * 2)  # the nearest eighth
+    offset = beats - half / 2
+    near = np.abs(offset) < 0.125  # sixteenths between the eighths say nothing about them
+    style = DrumStyle(seed=seed)
+    on, off = offset[near & (half % 2 == 0)], offset[near & (half % 2 == 1)]
+    return DrumStyle(
+        swing=0.5 + float(np.median(off)) if len(off) >= MIN_KEY_ONSETS else style.swing,
+        on_beat=float(np.median(on)) if len(on) >= MIN_KEY_ONSETS else style.on_beat,
+        seed=seed,
+    )
 
 
 def has_drums(score: Score) -> bool:

@@ -95,13 +95,14 @@ class Renderer:
 
     def prepare(self, midi_path: Path) -> tuple[Score, list[Layer], bool]:
         """The seconds-time score (drums added if wanted), its layers, whether drums were added."""
-        from midimix.drums import DrumStyle, drum_track, has_drums
+        from midimix.drums import drum_track, has_drums, style_of_keys
 
         score = load_score(midi_path, require_notes=True)
         add_drums = self.config.wants_drums(has_drums(score))
         if add_drums:
             end_tick = max(int(track.end()) for track in score.tracks if track.note_num())
-            score.tracks.append(drum_track(score, end_tick, DrumStyle(seed=self.config.seed)))
+            style = style_of_keys(score, self.config.seed)  # in the keys' groove, not against it
+            score.tracks.append(drum_track(score, end_tick, style))
         seconds_score = score.to("second")
         layers = assign_channels(plan_layers(seconds_score, self.config), self.synth.channels)
         if add_drums:  # the added kit sits a little under the keys, louder as lo-fi grows

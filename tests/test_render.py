@@ -14,7 +14,7 @@ import soundfile as sf
 import symusic
 
 from midimix.config import parse_weights
-from midimix.drums import SNARE, DrumStyle, Hit, drum_track, humanise
+from midimix.drums import CLOSED_HAT, SNARE, DrumStyle, Hit, drum_track, humanise, style_of_keys
 from midimix.errors import ConfigError, InputError
 from midimix.lofi import LofiConfig, apply_chain, build_chain
 from midimix.manifest import Manifest
@@ -169,6 +169,31 @@ def test_drum_pattern_is_at_the_piece_tempo_with_a_laid_back_snare() -> None:
     beat_ticks = [(b * 4 + s) * TPQ for b in range(bars) for s in (1, 3)]  # beats 2 and 4
     late_ms = (np.array(snares) - np.array(beat_ticks)) / TPQ * (60_000 / 90.0)
     assert np.median(late_ms) == pytest.approx(18.0, abs=4.0)
+
+
+def test_added_drums_play_in_the_keys_time() -> None:
+    """Keys with their off-beat eighths 0.1 beat late and the beat 0.01 late (swung
+    sixteenths in between say nothing of the eighths): the hats follow them, not the default
+    swing of 0.62; with too few onsets to tell, the default holds."""
+    score = new_score()
+    score.tempos.append(symusic.Tempo(0, 80.0))
+    keys = symusic.Track("keys", program=0)
+    for beat in range(32):
+        for at, pitch in ((0.01, 60), (0.6, 64), (0.31, 67), (0.81, 71)):
+            keys.notes.append(symusic.Note(round((beat + at) * TPQ), TPQ // 8, pitch, 70))
+    score.tracks.append(keys)
+    style = style_of_keys(score, seed=1)
+    assert style.swing == pytest.approx(0.6, abs=1 / TPQ) and style.on_beat == pytest.approx(
+        0.01, abs=1 / TPQ
+    )
+    track = drum_track(score, 8 * 4 * TPQ, style)
+    hats = np.array([n.time for n in track.notes if n.pitch == CLOSED_HAT]) / TPQ
+    off = hats[np.round(hats * 2) % 2 == 1] - np.round(hats * 2)[np.round(hats * 2) % 2 == 1] / 2
+    assert np.median(off) == pytest.approx(0.1, abs=0.01)  # 6 ms of jitter at 80 BPM: 0.008
+    sparse = new_score()
+    sparse.tracks.append(symusic.Track("keys", program=0))
+    sparse.tracks[0].notes.append(symusic.Note(0, TPQ, 60, 70))
+    assert style_of_keys(sparse).swing == DrumStyle().swing == 0.62
 
 
 def test_humanised_hits_stay_inside_the_piece() -> None:
