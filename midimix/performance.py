@@ -240,16 +240,25 @@ def from_meta(meta: Any) -> dict[str, GenrePerformance]:
 # ------------------------------------------------------------------------------------ play
 
 
-def _at(quantiles: Sequence[float], u: float) -> float:
+def _at(quantiles: Sequence[float] | np.ndarray, u: float) -> float:
     """The value at quantile u (0..1) of a stored quantile list, linearly between entries."""
     return float(np.interp(u, QUANTILES, quantiles))
 
 
-def _nearest(table: Mapping[str, list[float]], key: float) -> list[float] | None:
-    """The quantiles stored under the key nearest to `key` (None for an empty table)."""
-    if not table:
-        return None
-    return table[min(table, key=lambda k: abs(float(k) - key))]
+class _Nearest:
+    """A stored table's quantiles under the key nearest to a value (None for an empty table),
+    each value looked up once: a piece asks for the same few bins and lengths again and again."""
+
+    def __init__(self, table: Mapping[str, list[float]]) -> None:
+        self.keys = np.array([float(k) for k in table])
+        self.rows = [np.asarray(q, dtype=float) for q in table.values()]
+        self.found: dict[float, np.ndarray | None] = {}
+
+    def __call__(self, key: float) -> np.ndarray | None:
+        if key not in self.found:
+            nearest = int(np.abs(self.keys - key).argmin()) if len(self.keys) else None
+            self.found[key] = None if nearest is None else self.rows[nearest]
+        return self.found[key]
 
 
 def perform(
@@ -289,8 +298,8 @@ def perform(
             note.velocity = int(min(127, max(1, round(velocity))))
 
     half_step = tpq // steps // 2 - 1  # a note never leaves its grid step
-    velocity_tables = [performances[g].velocities for g in known]
-    duration_tables = [performances[g].durations for g in known]
+    velocity_tables = [_Nearest(performances[g].velocities) for g in known]
+    duration_tables = [_Nearest(performances[g].durations) for g in known]
     for track in out.tracks:
         if track.is_drum or not len(track.notes):
             continue
@@ -327,7 +336,7 @@ def perform(
 
 
 def _blend(
-    tables: Sequence[Mapping[str, list[float]]],
+    tables: Sequence[_Nearest],
     weights: np.ndarray,
     key: float,
     rng: np.random.Generator,
@@ -338,7 +347,7 @@ def _blend(
     u = rng.uniform()
     total = value = 0.0
     for table, weight in zip(tables, weights, strict=True):
-        quantiles = _nearest(table, key)
+        quantiles = table(key)
         if quantiles is not None and weight > 0:
             total += weight
             value += weight * _at(quantiles, u)
