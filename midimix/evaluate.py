@@ -24,6 +24,7 @@ from midimix.classifier import GenreClassifier
 from midimix.config import OUT_DIR
 from midimix.errors import cli_errors
 from midimix.features import extract_features, feature_table
+from midimix.fidelity import describe
 from midimix.measure import (
     EvaluateConfig,
     add_sets_arguments,
@@ -74,7 +75,11 @@ def summary_line(report: dict[str, Any], out_dir: Path) -> str:
     for label, g in report.get("generated", {}).items():
         probs = ", ".join(f"P({k})={v['mean']:.2f}" for k, v in g["p_genre"].items())
         parts.append(f"{label}: {g['pieces']} pieces, {probs}")
-    return f"evaluate: {'; '.join(parts)}; report in {out_dir / 'report.md'}"
+    lines = [f"evaluate: {'; '.join(parts)}; report in {out_dir / 'report.md'}"]
+    lines += [
+        f"  {describe(label, f['genre'], f)}" for label, f in report.get("fidelity", {}).items()
+    ]
+    return "\n".join(lines)
 
 
 @cli_errors

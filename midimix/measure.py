@@ -4,6 +4,8 @@
 - distances per feature between a generated set and each reference genre: |mean difference| /
   reference std (left out for a feature the reference holds constant), and the overlap area of
   the two histograms (1 = same distribution);
+- for a set of one genre, its fidelity to that genre (midimix.fidelity): the distance against
+  two halves of the reference, tempo in range, duplicate notes and stacks per onset;
 - a genre classifier (midimix.classifier) trained on the reference pieces, with its
   cross-validated accuracy; it gives every generated piece P(genre), summed up per set as a
   mean with a Student-t 95% interval clipped to 0..1 (0..1 itself for a set of one piece).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -28,6 +31,7 @@ from midimix.classifier import CLASSIFIER_FILE, GenreClassifier
 from midimix.config import check_range, config_to_dict, parse_genre_paths, save_config
 from midimix.errors import ConfigError, InputError
 from midimix.features import FEATURE_DEFINITIONS, FEATURE_NAMES, feature_table
+from midimix.fidelity import GenreLimits, genre_fidelity, limits_from_reference
 from midimix.manifest import atomic_write_json, disk_full_error
 from midimix.midifile import is_midi_name
 from midimix.options import option
@@ -211,10 +215,19 @@ def evaluate_sets(
     generated: Mapping[str, Sequence[Path]],
     reference: Mapping[str, Sequence[Path]],
     config: EvaluateConfig,
+    *,
+    single_genre: Mapping[str, str] | None = None,
+    limits: Mapping[str, GenreLimits] | None = None,
+    steps_per_beat: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(report, extra): the figures of `evaluate`, and what the plots draw from: the trained
     classifier and the feature tables with their paths
-    ({"tables": {"reference"|"generated": {name: (paths, table)}}, "classifier": ...})."""
+    ({"tables": {"reference"|"generated": {name: (paths, table)}}, "classifier": ...}).
+
+    `single_genre` ({label: genre}; default: every set labelled with a reference genre's name)
+    names the sets made of one genre, which also get the fidelity block (midimix.fidelity):
+    against `limits[genre]` (a model's figures) or the reference pieces' own, with onsets
+    counted on a grid of `steps_per_beat` (the model's) or on exact ticks."""
     if not reference:
         raise InputError("no reference sets: give --reference GENRE=DIR for each genre")
     if not generated:
@@ -267,7 +280,24 @@ def evaluate_sets(
             ],
             **_set_stats(table),
         }
+    if single_genre is None:
+        single_genre = {label: label for label in generated if label in reference}
+    report["fidelity"] = {}
+    for label, genre in single_genre.items():
+        kept, table = tables["generated"][label]
+        ref_paths, ref_table = tables["reference"][genre]
+        known = (limits or {}).get(genre) or limits_from_reference(ref_paths, steps_per_beat)
+        report["fidelity"][label] = {
+            "genre": genre,
+            **genre_fidelity(kept, table, ref_table, known, functools.partial(
+                mean_effect_size, bins=config.overlap_bins), steps_per_beat, config.seed),
+        }  # fmt: skip
     return report, {"tables": tables, "classifier": classifier}
+
+
+def mean_effect_size(generated: np.ndarray, reference: np.ndarray, bins: int = 20) -> float:
+    """The distance of two feature tables: the mean effect size over the features."""
+    return summarize_distances(distances(generated, reference, bins))["mean_effect_size"]
 
 
 def write_outputs(

@@ -28,6 +28,7 @@ from typing import Any
 from midimix import calibration
 from midimix.config import OUT_DIR, check_range, config_to_dict, save_config
 from midimix.errors import ConfigError, InputError, cli_errors
+from midimix.fidelity import describe
 from midimix.measure import (
     PROBABILITY,
     EvaluateConfig,
@@ -138,6 +139,27 @@ def rises(points: Sequence[dict[str, Any]]) -> bool:
 
 def label_of(method: str, weight: float) -> str:
     return f"{method} w={weight:g}"
+
+
+def single_genre_points(
+    model_dir: Path, meta: dict[str, Any], config: SweepConfig, genres: tuple[str, str]
+) -> dict[str, Any]:
+    """evaluate_sets' fidelity arguments for the sweep's single-genre points (weights 1 and 0),
+    with the model's genre statistics and grid (midimix.fidelity)."""
+    from midimix.fidelity import limits_from_stats
+    from midimix.genre_stats import stats_from_meta
+    from midimix.tokenizer import GenreTokenizer
+
+    ends = {1.0: genres[0], 0.0: genres[1]}
+    single = {
+        label_of(m, w): g for m in config.methods for w, g in ends.items() if w in config.weights
+    }
+    stats = stats_from_meta(meta) or {}
+    return {
+        "single_genre": single,
+        "limits": {g: limits_from_stats(s) for g, s in stats.items()},
+        "steps_per_beat": GenreTokenizer.load(model_dir).steps_per_beat,
+    }
 
 
 def generate_points(
@@ -265,7 +287,12 @@ def sweep(
             f"the sweep needs reference pieces of {missing}: add --reference {missing[0]}=DIR"
         )
     sets = generate_points(Path(model_dir), out_dir, config, genres)
-    report, extra = evaluate_sets(sets, reference, config.evaluate)
+    report, extra = evaluate_sets(
+        sets,
+        reference,
+        config.evaluate,
+        **single_genre_points(Path(model_dir), meta, config, genres),
+    )
     methods: dict[str, list[dict[str, Any]]] = {}
     for method in config.methods:
         methods[method] = []
@@ -368,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         f"classifier CV {report['classifier']['cv_accuracy']:.3f}; {s['seconds']:.0f} s; "
         f"report in {Path(args.out_dir) / 'report.md'}"
     )
+    for label, f in report.get("fidelity", {}).items():
+        print(f"  {describe(label, f['genre'], f)}")
     return 0
 
 

@@ -231,6 +231,13 @@ def test_sweep_writes_curve_and_model_figures(sets: dict[str, list[Path]], tmp_p
     )
     assert report["generated"]["logits w=0"]["pieces"] == 2
     assert len(list((tmp_path / "sweep" / "pieces").rglob("*.mid"))) == 6
+    # the single-genre ends, each against its genre, counted on the model's 16th grid
+    fidelity = report["fidelity"]
+    assert {k: v["genre"] for k, v in fidelity.items()} == {
+        "logits w=1": s["genre"],
+        "logits w=0": s["against"],
+    }
+    assert all(v["pieces"] == 2 and v["onsets_counted"] == "4 a beat" for v in fidelity.values())
     written = {p.name for p in (tmp_path / "sweep").glob("*.png")}
     # Distributions of the end points only: a sweep has many points.
     assert written == {
