@@ -13,11 +13,15 @@ the bin it rounds to:
   keeps it, so its swing is steady);
 - spreads: per number of notes on one grid onset, onsets as they were played: each note's
   offset from the piece's groove, lowest pitch first (bass late, chord together...);
+- lengths: per note length on the grid, the quantiles of the played lengths that round to it;
 - velocities: per velocity bin, the quantiles of the velocities that round to it.
 
-`perform` applies them to a decoded piece, bar by bar at that bar's genre weights: the groove
-and velocity quantiles of the genres are blended at one drawn quantile (so half lo-fi swings
-half as much), and each onset's spread comes from one genre drawn by the weights. Notes keep
+Offsets and lengths further from the genre's usual than 3 robust standard deviations are
+rhythms the grid cannot write (a triplet), not playing, and are left out (`robust_range`).
+
+`perform` applies them to a decoded piece, bar by bar at that bar's genre weights: the groove,
+length and velocity quantiles of the genres are blended at one drawn quantile (so half lo-fi
+swings half as much), and each onset's spread comes from one genre drawn by the weights. Notes keep
 their grid onset within half a step, so the notes per onset and duplicates counted on the grid
 do not change. Fitted at tokenize time from the training split only (`performance.json` in
 the token folder) and stored by training in the model folder's midimix.json.
@@ -107,7 +111,8 @@ class PieceTiming:
 
 
 def piece_timing(score: Score, steps_per_beat: int, bins: Sequence[int]) -> PieceTiming:
-    """Offsets of one piece's notes from the grid steps they round to, and its velocities."""
+    """One piece's notes (in its x/4 bars) against the grid steps, lengths and velocity bins
+    they round to."""
     rows = _rows(score)
     tpq = int(score.ticks_per_quarter)
     rows = rows[denominators(score, rows[:, 0]) == 4]
