@@ -38,11 +38,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from midimix import GenerateConfig, generate, performance
 from midimix.features import feature_table
+from midimix.fidelity import SPLITS, TEMPO_TOLERANCE, limits_from_stats, null_distance
 from midimix.generate import resolve_model_dir
 from midimix.genre_stats import load_stats, midi_facts, mix_onset_cap
-from midimix.measure import distances, summarize_distances
+from midimix.measure import distances, mean_effect_size, summarize_distances
 from midimix.tokenizer import GenreTokenizer
 
 MIXES: list[dict[str, float]] = [
@@ -58,7 +61,6 @@ SAMPLING = [  # (temperature, top_k, top_p)
     (0.8, 8, 0.9),
     (1.0, 0, 1.0),
 ]
-GRID_TOLERANCE = 1.03  # tempo tokens sit on a ~11% grid; the range's own bins count as inside
 
 
 def settings(pieces: int) -> list[dict]:
@@ -84,14 +86,21 @@ def held_out(reference_dir: Path, splits: Path, split: str = "validation") -> di
     return out
 
 
+def table_of(paths: list[Path]) -> np.ndarray:
+    """The feature table of a set of pieces, a row per piece (every piece must be readable:
+    the nulls below split sets by row)."""
+    _, table, skipped = feature_table("set", paths)
+    if skipped:
+        sys.exit(f"error: {len(skipped)} pieces could not be read, e.g. {skipped[0]}")
+    return table
+
+
 def effect(a: list[Path], b: list[Path]) -> float:
-    return summarize_distances(feature_distances(a, b))["mean_effect_size"]
+    return mean_effect_size(table_of(a), table_of(b))
 
 
 def feature_distances(a: list[Path], b: list[Path]) -> dict[str, dict[str, float | None]]:
-    _, table_a, _ = feature_table("a", a)
-    _, table_b, _ = feature_table("b", b)
-    return distances(table_a, table_b)
+    return distances(table_of(a), table_of(b))
 
 
 def largest_effects(per_feature: dict[str, dict[str, float | None]], n: int = 5) -> dict:
@@ -109,14 +118,13 @@ def is_default(setting: dict) -> bool:
     ) == (1.0, 0, 0.95)
 
 
-def same_size_null(ref: list[Path], k: int, seed: int, rounds: int = 5) -> float:
-    """Median distance between k random held-out pieces and the other held-out pieces."""
-    rng = random.Random(seed)
-    values = []
-    for _ in range(rounds):
-        shuffled = rng.sample(ref, len(ref))
-        values.append(effect(shuffled[:k], shuffled[k:]))
-    return statistics.median(values)
+def same_size_null(ref: list[Path], k: int, seed: int) -> float:
+    """Median distance between k random held-out pieces and the other held-out pieces
+    (`midimix.fidelity.null_distance`, what `midimix evaluate` reports)."""
+    null = null_distance(table_of(ref), k, seed, mean_effect_size)
+    if null is None:
+        sys.exit(f"error: {len(ref)} held-out pieces cannot be split into {k} and the rest")
+    return null
 
 
 def round_trip(paths: list[Path], tokenizer: GenreTokenizer, out: Path) -> list[Path]:
@@ -138,15 +146,16 @@ def perform_all(decoded: list[Path], played: dict, genre: str) -> list[Path]:
     return out
 
 
-def round_trip_null(ref: list[Path], decoded: list[Path], seed: int, rounds: int = 5) -> float:
+def round_trip_null(ref: list[Path], decoded: list[Path], seed: int) -> float:
     """Median distance between a random half of the held-out pieces after the tokenizer's
     round trip and the other half as they are (the halves of `same_size_null`)."""
     rng = random.Random(seed)
+    ref_table, decoded_table = table_of(ref), table_of(decoded)
     values = []
     k = len(ref) // 2
-    for _ in range(rounds):
+    for _ in range(SPLITS):
         order = rng.sample(range(len(ref)), len(ref))
-        values.append(effect([decoded[i] for i in order[:k]], [ref[i] for i in order[k:]]))
+        values.append(mean_effect_size(decoded_table[order[:k]], ref_table[order[k:]]))
     return statistics.median(values)
 
 
@@ -168,7 +177,8 @@ def main() -> int:
     stats = load_stats(model)
     if stats is None:
         sys.exit(f"error: {model} stores no genre statistics (scripts/add_genre_stats.py)")
-    steps = GenreTokenizer.load(model).steps_per_beat  # onsets counted on the model's grid
+    tokenizer = GenreTokenizer.load(model)
+    steps = tokenizer.steps_per_beat  # onsets counted on the model's grid
     start = time.perf_counter()
     rows = []
     grid = settings(args.pieces)
@@ -194,14 +204,13 @@ def main() -> int:
         single = {g: [r for r in rows if r["mix"] == {g: 1.0}] for g in stats}
         tempo_ok = {}
         for genre, pieces in single.items():
-            s = stats[genre]
-            low, high = (s.tempo_bpm_p5 or 0) / GRID_TOLERANCE, (s.tempo_bpm_p95 or 0) * 1.03
+            limits = limits_from_stats(stats[genre])
+            low, high = limits.tempo_low / TEMPO_TOLERANCE, limits.tempo_high * TEMPO_TOLERANCE
             inside = [
                 bool(r["tempos"]) and all(low <= t <= high for t in r["tempos"]) for r in pieces
             ]
             tempo_ok[genre] = sum(inside) / max(len(inside), 1)
         reference = held_out(args.reference_dir, args.splits)
-        tokenizer = GenreTokenizer.load(model)
         meta = json.loads((model / "midimix.json").read_text())
         played = {} if args.raw or args.no_performance else performance.from_meta(meta)
         fidelity = {}
